@@ -1,0 +1,124 @@
+import math
+
+import pytest
+import torch
+
+from bundle import GaussianHeatmapCodec
+
+SIGMAS = (1.5, 2.0, 3.0, 4.0)
+SHAPES = {2: (64, 52), 3: (40, 36, 38)}
+
+
+def _random_points(spatial_dims: int, n: int, margin: float = 12.0, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    size = torch.tensor(SHAPES[spatial_dims], dtype=torch.float32)
+    return margin + torch.rand(n, spatial_dims, generator=generator) * (size - 1 - 2 * margin)
+
+
+def test_encode_known_values_and_sub_pixel_position():
+    codec = GaussianHeatmapCodec(2, truncate=3.0)
+    heatmaps, visible = codec.encode(torch.tensor([[10.0, 20.0], [10.3, 20.7]]), (32, 40), sigma=2.0)
+    assert heatmaps.shape == (2, 32, 40) and visible.tolist() == [True, True]
+    assert heatmaps[0, 10, 20] == 1.0
+    torch.testing.assert_close(heatmaps[0, 12, 20], torch.tensor(math.exp(-0.5)))
+    torch.testing.assert_close(heatmaps[0, 11, 21], torch.tensor(math.exp(-2 / 8)))
+    torch.testing.assert_close(heatmaps[0, 16, 20], torch.tensor(math.exp(-4.5)))  # exactly 3 sigma: kept
+    assert heatmaps[0, 17, 20] == 0.0 and heatmaps[0, 15, 25] == 0.0  # 7 and 7.07 px: beyond 3 sigma
+    assert heatmaps[0, 14, 24] > 0  # 5.66 px: inside
+    # the second point is not rounded to (10, 21): its value there is below 1
+    torch.testing.assert_close(heatmaps[1, 10, 21], torch.tensor(math.exp(-(0.09 + 0.09) / 8)))
+    assert heatmaps[1].max() < 1.0
+
+
+def test_per_landmark_sigma_and_batched_input():
+    codec = GaussianHeatmapCodec(2)
+    points = torch.tensor([[[8.0, 8.0], [20.0, 20.0]], [[9.0, 9.0], [21.0, 21.0]]])  # (B=2, K=2, D=2)
+    heatmaps, visible = codec.encode(points, (32, 32), sigma=torch.tensor([1.0, 3.0]))
+    assert heatmaps.shape == (2, 2, 32, 32) and visible.shape == (2, 2)
+    torch.testing.assert_close(heatmaps[0, 0, 9, 8], torch.tensor(math.exp(-1 / 2)))
+    torch.testing.assert_close(heatmaps[0, 1, 21, 20], torch.tensor(math.exp(-1 / 18)))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_encode_then_dark_decode_returns_the_point(spatial_dims, sigma):
+    codec = GaussianHeatmapCodec(spatial_dims)
+    points = _random_points(spatial_dims, 40)
+    heatmaps, _ = codec.encode(points, SHAPES[spatial_dims], sigma)
+    decoded, confidence = codec.decode(heatmaps)
+    assert decoded.shape == points.shape and confidence.shape == (40,)
+    assert (decoded - points).norm(dim=-1).max() < 0.05
+    assert (confidence > 0.85).all()
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_dark_is_robust_to_noise(spatial_dims, sigma):
+    codec = GaussianHeatmapCodec(spatial_dims)
+    points = _random_points(spatial_dims, 40, seed=1)
+    heatmaps, _ = codec.encode(points, SHAPES[spatial_dims], sigma)
+    noisy = heatmaps + 0.05 * torch.randn(heatmaps.shape, generator=torch.Generator().manual_seed(2))
+    decoded, _ = codec.decode(noisy)
+    assert (decoded - points).norm(dim=-1).mean() < 0.15
+
+
+def test_argmax_and_soft_argmax():
+    codec = GaussianHeatmapCodec(2)
+    points = _random_points(2, 50)
+    heatmaps, _ = codec.encode(points, SHAPES[2], sigma=1.5)
+    argmax, _ = codec.decode(heatmaps, method="argmax")
+    torch.testing.assert_close(argmax, torch.round(points))
+    soft, _ = codec.decode(heatmaps, method="soft_argmax")
+    assert (soft - points).norm(dim=-1).mean() < (argmax - points).norm(dim=-1).mean()
+    # a point on a pixel centre: the symmetric window gives it exactly
+    centred, _ = codec.encode(torch.tensor([[20.0, 30.0]]), SHAPES[2], 2.0)
+    torch.testing.assert_close(codec.decode(centred, method="soft_argmax")[0], torch.tensor([[20.0, 30.0]]))
+
+
+def test_outside_and_non_finite_points_give_zero_channels():
+    codec = GaussianHeatmapCodec(2)
+    points = torch.tensor([[-0.6, 5.0], [5.0, 31.6], [float("nan"), 3.0], [-0.5, 31.5], [3.0, float("inf")]])
+    heatmaps, visible = codec.encode(points, (20, 32), 2.0)
+    assert visible.tolist() == [False, False, False, True, False]
+    assert heatmaps[~visible].abs().max() == 0
+    assert heatmaps[3].max() > 0.9  # on the extent's corner: inside, Gaussian cut by the border
+    _, confidence = codec.decode(heatmaps)
+    assert confidence.tolist()[:3] == [0.0, 0.0, 0.0]
+
+
+def test_points_at_the_border_decode_as_documented():
+    codec = GaussianHeatmapCodec(2)
+    # on the first/last index the Newton step is dropped: the integer argmax comes back
+    heatmaps, _ = codec.encode(torch.tensor([[0.2, 15.3], [19.3, 15.3]]), (20, 32), 2.0)
+    decoded, _ = codec.decode(heatmaps)
+    assert decoded[0, 0] == 0.0 and decoded[1, 0] == 19.0
+    assert (decoded[:, 1] - 15.3).abs().max() < 0.5
+    # from one pixel inside, the step is taken (on the unblurred map near the border) and exact without noise
+    points = torch.tensor([[1.3, 15.3], [2.5, 15.3], [4.1, 1.2], [18.4, 30.4]])
+    heatmaps, _ = codec.encode(points, (20, 32), 2.0)
+    decoded, _ = codec.decode(heatmaps)
+    assert (decoded - points).norm(dim=-1).max() < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_round_trip():
+    codec = GaussianHeatmapCodec(2)
+    points = _random_points(2, 10).cuda()
+    heatmaps, visible = codec.encode(points, SHAPES[2], torch.full((10,), 2.0, device="cuda"))
+    assert heatmaps.is_cuda and visible.is_cuda
+    decoded, _ = codec.decode(heatmaps)
+    assert (decoded - points).norm(dim=-1).max() < 0.05
+
+
+def test_bad_inputs():
+    codec = GaussianHeatmapCodec(2)
+    with pytest.raises(ValueError, match="points must be"):
+        codec.encode(torch.zeros(3, 3), (10, 10), 2.0)
+    with pytest.raises(ValueError, match="points must be"):
+        codec.encode(torch.zeros(3, 2), (10, 10, 10), 2.0)
+    with pytest.raises(ValueError, match="sigma"):
+        codec.encode(torch.zeros(3, 2), (10, 10), torch.tensor([1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="method"):
+        codec.decode(torch.zeros(1, 10, 10), method="centroid")
+    with pytest.raises(ValueError, match="method"):
+        GaussianHeatmapCodec(2, method="centroid")
