@@ -1,0 +1,106 @@
+import math
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from bundle import CoorTransformerBlock
+from bundle.networks import explicit_attention
+
+
+def _normed(block: CoorTransformerBlock, x: torch.Tensor) -> torch.Tensor:
+    return block.norm1(x.movedim(1, -1)).movedim(-1, 1)
+
+
+@pytest.mark.parametrize("shape, kv_stride", [((2, 32, 16, 12), 1), ((2, 32, 16, 12), 2), ((1, 16, 8, 6, 4), 2)])
+def test_shapes(shape, kv_stride):
+    block = CoorTransformerBlock(len(shape) - 2, shape[1], num_heads=4, kv_stride=kv_stride)
+    assert block(torch.randn(shape)).shape == shape
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 9, 7), (1, 8, 5, 6, 4)])
+def test_zero_offsets_sample_the_input_exactly(shape):
+    torch.manual_seed(0)
+    block = CoorTransformerBlock(len(shape) - 2, 8)
+    n = _normed(block, torch.randn(shape))
+    torch.testing.assert_close(block.sample_coordinates(n), n, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 9, 7), (1, 4, 6, 5, 7)])
+def test_offsets_move_the_sampling_point_along_the_right_axis(shape):
+    spatial_dims = len(shape) - 2
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    for axis in range(spatial_dims):
+        block = CoorTransformerBlock(spatial_dims, 4, offset_range=2.0)
+        with torch.no_grad():
+            block.offset_net[2].bias[axis] = math.atanh(0.5)  # tanh(.) * 2 = +1 pixel along `axis`
+        n = _normed(block, x)
+        sampled = block.sample_coordinates(n)
+        inner = [slice(None), slice(None)] + [slice(0, -1) if d == axis else slice(None) for d in range(spatial_dims)]
+        shifted = [slice(None), slice(None)] + [
+            slice(1, None) if d == axis else slice(None) for d in range(spatial_dims)
+        ]
+        torch.testing.assert_close(sampled[tuple(inner)], n[tuple(shifted)], atol=1e-4, rtol=0)
+
+
+def test_gradients_reach_the_offset_network():
+    torch.manual_seed(0)
+    block = CoorTransformerBlock(2, 16, num_heads=2)
+    block(torch.randn(2, 16, 8, 8)).square().mean().backward()
+    for parameter in block.offset_net.parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
+    assert block.offset_net[2].weight.grad.abs().max() > 0
+    vanilla = CoorTransformerBlock(2, 16, num_heads=2, use_coordinates=False)
+    vanilla(torch.randn(2, 16, 8, 8)).square().mean().backward()
+    assert vanilla.offset_net[2].weight.grad is None  # vanilla attention does not use the coordinate module
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 8, 6), (1, 8, 4, 6, 4)])
+def test_torchscript_matches_eager(shape):
+    torch.manual_seed(0)
+    block = CoorTransformerBlock(len(shape) - 2, shape[1], num_heads=2, kv_stride=2).eval()
+    x = torch.randn(shape)
+    torch.testing.assert_close(torch.jit.script(block)(x), block(x))
+
+
+class ExplicitAttentionBlock(CoorTransformerBlock):
+    """The same block with the attention matrix materialised: the memory reference."""
+
+    def attend(self, q, k, v):
+        return explicit_attention(q, k, v)
+
+
+def _largest_allocation(fn) -> int:
+    """Largest single CPU allocation (bytes) of any operator while running fn."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max(event.cpu_memory_usage for event in prof.events())
+
+
+def test_no_positions_by_positions_matrix_on_a_128x128_stage():
+    torch.manual_seed(0)
+    block = CoorTransformerBlock(2, 32, num_heads=1)
+    x = torch.randn(1, 32, 128, 128)
+    matrix_bytes = (128 * 128) ** 2 * 4  # one float32 HW x HW matrix: 1 GiB
+
+    def train_step():
+        block(x).square().mean().backward()
+
+    assert _largest_allocation(train_step) < matrix_bytes / 16
+
+    reference = ExplicitAttentionBlock(2, 32, num_heads=1)
+    reference.load_state_dict(block.state_dict())
+    with torch.no_grad():
+        expected = reference(x)
+        assert _largest_allocation(lambda: reference(x)) >= matrix_bytes
+        torch.testing.assert_close(block(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        CoorTransformerBlock(2, 30, num_heads=4)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        CoorTransformerBlock(1, 8)
+    with pytest.raises(ValueError, match="kv_stride"):
+        CoorTransformerBlock(2, 8, kv_stride=2)(torch.randn(1, 8, 6, 5))
