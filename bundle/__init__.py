@@ -1,0 +1,40 @@
+"""Anatomical landmark detection with CoorTransformer and the central loss, as MONAI components.
+
+Coordinate convention, used everywhere in this package:
+
+- Arrays follow MONAI's order: a 2D image loaded by MONAI is indexed ``[x, y]`` (column, then row); 3D ``[x, y, z]``.
+- *Grid coordinates* are continuous array indices with pixel (voxel) centres at integers: index ``i`` covers
+  ``[i - 0.5, i + 0.5]``. Heatmap targets, decoded points and network grids use them.
+- *World coordinates* are millimetres from the image's affine as MONAI reads it (``pixel * spacing`` for 2D
+  PNG/JPEG/BMP; RAS for NIfTI). Landmark files and metrics use them.
+
+Example: ISBI 2015 image 001, landmark 1 (sella), senior annotation: pixel (x, y) = (835, 996), i.e. column 835,
+row 996; world (83.5, 99.6) mm at 0.1 mm/px.
+"""
+
+from bundle.codecs import GaussianHeatmapCodec
+from bundle.handlers import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
+from bundle.io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
+from bundle.losses import CentralLoss, HeatmapFocalLoss
+from bundle.metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
+from bundle.networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CentralLoss",
+    "ChannelSpatialAttention",
+    "CoorTransformerBlock",
+    "CoorTransformerDetector",
+    "GaussianHeatmapCodec",
+    "HeatmapFocalLoss",
+    "LandmarkFileError",
+    "Landmarks",
+    "MeanRadialError",
+    "MeanRadialErrorHandler",
+    "SuccessfulDetectionRate",
+    "SuccessfulDetectionRateHandler",
+    "radial_errors",
+    "read_landmarks",
+    "write_landmarks",
+]
