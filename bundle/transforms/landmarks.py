@@ -1,0 +1,268 @@
+"""Dictionary transforms that carry landmarks through MONAI's pipeline.
+
+The image is the only thing resampled. Landmarks stay in world millimetres (key ``landmarks``) and are mapped onto
+the current grid through the image's MetaTensor affine, which MONAI updates with every spatial transform (resize,
+spacing, random affine), so they keep sub-pixel precision. Decoded predictions go back to world millimetres through
+the same affine, and to original-image pixels through the affine recorded when the image was loaded
+(``meta["source_affine"]``). Conventions: see :mod:`bundle`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Hashable, Mapping, Sequence
+
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import ApplyTransformToPoints, MapTransform
+
+from bundle.codecs import GaussianHeatmapCodec
+from bundle.io import Landmarks, read_landmarks, write_landmarks
+
+__all__ = [
+    "PixelSpacingd",
+    "LoadLandmarksd",
+    "LandmarksToGridd",
+    "GaussianHeatmapd",
+    "DecodeLandmarksd",
+    "SaveLandmarksd",
+]
+
+# formats whose files carry no pixel spacing: the datalist must give it
+NO_GEOMETRY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _filename(image: MetaTensor) -> str:
+    return str(image.meta.get("filename_or_obj", "<image>"))
+
+
+def map_points(points: torch.Tensor, affine: torch.Tensor, invert: bool) -> torch.Tensor:
+    """(K, D) points through a (D+1)x(D+1) or 4x4 affine (MONAI gives 2D images a 4x4 one), in float64."""
+    mapped = ApplyTransformToPoints(dtype=torch.float64, affine=affine, invert_affine=invert)(points[None])
+    return torch.as_tensor(mapped)[0]
+
+
+class PixelSpacingd(MapTransform):
+    """Record the pixel spacing in the image's affine, and remember the loaded affine as ``meta["source_affine"]``.
+
+    PNG/JPEG/BMP/TIFF carry no spacing (MONAI loads them with an identity affine): the datalist's ``spacing`` (mm per
+    pixel, array-axis order x, y) is written into the affine's diagonal. Formats with geometry (NIfTI, MHA, DICOM) keep
+    their header's affine; a ``spacing`` given beside them must agree with it (relative 1e-3), else the entry is
+    wrong and this raises. A geometry-less image without ``spacing`` raises too: millimetres would be meaningless.
+
+    Args:
+        keys: image keys (channel-first MetaTensors).
+        spacing_key: the datalist field with the spacing.
+    """
+
+    def __init__(self, keys: KeysCollection, spacing_key: str = "spacing", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.spacing_key = spacing_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        spacing = d.get(self.spacing_key)
+        for key in self.key_iterator(d):
+            image = d[key]
+            if not isinstance(image, MetaTensor):
+                raise TypeError(f"{key} must be a MetaTensor (load it with LoadImaged), got {type(image).__name__}.")
+            dims = image.ndim - 1
+            affine = image.affine.clone().double()
+            has_geometry = not _filename(image).lower().endswith(NO_GEOMETRY_SUFFIXES)
+            if spacing is None and not has_geometry:
+                raise ValueError(
+                    f"{_filename(image)}: this format has no pixel spacing; give 'spacing' in the datalist."
+                )
+            if spacing is not None:
+                spacing_t = torch.as_tensor(spacing, dtype=torch.float64).flatten()
+                if spacing_t.numel() != dims or not bool(torch.all(spacing_t > 0)):
+                    raise ValueError(f"{_filename(image)}: spacing must be {dims} positive numbers, got {spacing}.")
+                if has_geometry:
+                    current = torch.linalg.vector_norm(affine[:dims, :dims], dim=0)
+                    if not torch.allclose(current, spacing_t, rtol=1e-3):
+                        raise ValueError(
+                            f"{_filename(image)}: datalist spacing {spacing_t.tolist()} disagrees with the file's "
+                            f"{current.tolist()}."
+                        )
+                else:
+                    affine[:dims, :dims] = torch.diag(spacing_t)
+                    image.affine = affine
+            image.meta["source_affine"] = image.affine.clone()
+            d[key] = image
+        return d
+
+
+class LoadLandmarksd(MapTransform):
+    """Read each landmark file into a (K, D) float64 tensor of world millimetres (NaN rows: not visible).
+
+    Args:
+        keys: keys holding landmark file paths.
+        num_landmarks: K; a file with another count raises.
+        spatial_dims: D.
+        spacing_key: the datalist field with the pixel spacing, needed by pixel-based formats (ISBI ``.txt``).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        num_landmarks: int,
+        spatial_dims: int = 2,
+        spacing_key: str = "spacing",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.num_landmarks = num_landmarks
+        self.spatial_dims = spatial_dims
+        self.spacing_key = spacing_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            landmarks = read_landmarks(
+                d[key], self.num_landmarks, spacing=d.get(self.spacing_key), spatial_dims=self.spatial_dims
+            )
+            d[key] = torch.as_tensor(landmarks.coordinates, dtype=torch.float64)
+        return d
+
+
+class LandmarksToGridd(MapTransform):
+    """World-mm landmarks (K, D) -> grid coordinates of the image's current grid (K, D), via its affine.
+
+    Apply after the spatial transforms. Wraps MONAI's :class:`ApplyTransformToPoints` (inverse affine) so that the
+    world landmarks stay untouched under ``keys`` and the grid copy goes to ``output_key``.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, ref_key: str = "image", output_key: str = "grid_landmarks", allow_missing_keys=False
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.ref_key, self.output_key = ref_key, output_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = map_points(torch.as_tensor(d[key]), d[self.ref_key].affine, invert=True)
+        return d
+
+
+class GaussianHeatmapd(MapTransform):
+    """Heatmap target (K, *S) float32 from grid landmarks, on the reference image's grid, with
+    :class:`bundle.GaussianHeatmapCodec`: sub-pixel centre, peak 1, zero channel for a landmark outside the grid.
+
+    Args:
+        keys: keys of (K, D) grid landmarks.
+        ref_key: the image whose spatial shape the heatmap takes.
+        sigma: Gaussian SD in grid pixels, a number or one per landmark.
+        output_key: where the heatmap goes.
+        truncate: support radius in sigmas.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        ref_key: str = "image",
+        sigma: float | Sequence[float] = 2.0,
+        output_key: str = "heatmap",
+        truncate: float = 4.0,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.ref_key, self.output_key = ref_key, output_key
+        self.sigma = torch.as_tensor(sigma, dtype=torch.float32)
+        self.truncate = truncate
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[self.ref_key]
+            codec = GaussianHeatmapCodec(image.ndim - 1, truncate=self.truncate)
+            points = torch.as_tensor(d[key]).float()
+            heatmap, _ = codec.encode(points, image.shape[1:], self.sigma.to(points.device))
+            d[self.output_key] = heatmap
+        return d
+
+
+class DecodeLandmarksd(MapTransform):
+    """Heatmaps (K, *S) -> landmarks in world mm, in original-image pixels, and a confidence per landmark.
+
+    The grid points come from :meth:`bundle.GaussianHeatmapCodec.decode`; world = the reference image's affine applied
+    to them; pixels = the inverse of ``meta["source_affine"]`` (set by :class:`PixelSpacingd`) applied to world
+    (x = column in 2D). Heatmaps must be probabilities (apply a sigmoid to logits first).
+
+    Writes ``{prefix}landmarks`` (K, D) world mm, ``{prefix}pixels`` (K, D) and ``{prefix}confidence`` (K,),
+    all float64, with ``prefix`` = ``"pred_"`` by default.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        ref_key: str = "image",
+        method: str = "dark",
+        prefix: str = "pred_",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.ref_key, self.method, self.prefix = ref_key, method, prefix
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            heatmaps = torch.as_tensor(d[key])
+            reference = d[self.ref_key]
+            codec = GaussianHeatmapCodec(heatmaps.ndim - 1, method=self.method)
+            grid, confidence = codec.decode(heatmaps)
+            world = map_points(grid.double().cpu(), reference.affine.cpu(), invert=False)
+            source = reference.meta.get("source_affine", reference.affine)
+            d[f"{self.prefix}landmarks"] = world
+            d[f"{self.prefix}pixels"] = map_points(world, torch.as_tensor(source).cpu(), invert=True)
+            d[f"{self.prefix}confidence"] = confidence.double().cpu()
+        return d
+
+
+class SaveLandmarksd(MapTransform):
+    """Write each image's predicted landmarks to ``<output_dir>/<stem>.json``.
+
+    The file holds ``{"image": path, "spacing": [...], "landmarks": [{"index": k, "name": ..., "world": [...] (mm),
+    "pixel": [...] (original-image pixels, x = column), "confidence": c, "visible": true}, ...]}``, from the keys that
+    :class:`DecodeLandmarksd` writes. An existing file is refused unless ``overwrite``.
+
+    Args:
+        keys: the decoded world-landmark key (``pred_landmarks``); ``pred_pixels``/``pred_confidence`` sit beside it.
+        ref_key: the image (for its file name and spacing).
+        output_dir: destination folder.
+        landmark_names: K names.
+        overwrite: replace existing files.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        landmark_names: Sequence[str],
+        ref_key: str = "image",
+        prefix: str = "pred_",
+        overwrite: bool = False,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir = Path(output_dir)
+        self.landmark_names = [str(n) for n in landmark_names]
+        self.ref_key, self.prefix, self.overwrite = ref_key, prefix, overwrite
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[self.ref_key]
+            source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double()
+            dims = image.ndim - 1
+            spacing = torch.linalg.vector_norm(source[:dims, :dims], dim=0).tolist()
+            world = torch.as_tensor(d[key]).double().numpy()
+            extra = {
+                "pixel": torch.as_tensor(d[f"{self.prefix}pixels"]).double().tolist(),
+                "confidence": torch.as_tensor(d[f"{self.prefix}confidence"]).double().tolist(),
+                "_top": {"image": _filename(image), "spacing": spacing},
+            }
+            path = self.output_dir / f"{Path(_filename(image)).name.split('.')[0]}.json"
+            write_landmarks(path, Landmarks(world, self.landmark_names), overwrite=self.overwrite, extra=extra)
+        return d

@@ -1,0 +1,122 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Compose, LoadImaged, RandAffined, Resized
+from PIL import Image
+
+from bundle.transforms import (
+    DecodeLandmarksd,
+    GaussianHeatmapd,
+    LandmarksToGridd,
+    LoadLandmarksd,
+    PixelSpacingd,
+    SaveLandmarksd,
+)
+
+ISBI_POINT_PX = (835.0, 996.0)  # ISBI 2015 image 001, landmark 1 (sella), senior: x = column, y = row
+ISBI_POINT_MM = (83.5, 99.6)
+
+
+@pytest.fixture(scope="module")
+def cephalogram_like(tmp_path_factory):
+    """A 1935 x 2400 (width x height) PNG, dark but for a bright 5x5 block centred on (835, 996), and its landmark."""
+    folder = tmp_path_factory.mktemp("ceph")
+    pixels = np.zeros((2400, 1935), np.uint8)
+    pixels[994:999, 833:838] = 255  # rows 994-998, columns 833-837
+    Image.fromarray(pixels).save(folder / "001.png")
+    (folder / "001.csv").write_text(f"name,x,y\nsella,{ISBI_POINT_MM[0]},{ISBI_POINT_MM[1]}\n")
+    return {"image": str(folder / "001.png"), "landmarks": str(folder / "001.csv"), "spacing": [0.1, 0.1]}
+
+
+def _load(entry, grid=None):
+    transforms = [LoadImaged("image", ensure_channel_first=True, image_only=True), PixelSpacingd("image")]
+    transforms.append(LoadLandmarksd("landmarks", num_landmarks=1))
+    if grid is not None:
+        transforms.append(Resized("image", spatial_size=grid, mode="bilinear", anti_aliasing=True))
+    return Compose(transforms)(dict(entry))
+
+
+def test_known_point_on_the_original_grid(cephalogram_like):
+    d = LandmarksToGridd("landmarks")(_load(cephalogram_like))
+    assert d["image"].shape == (1, 1935, 2400)  # MONAI's order: [x, y]
+    assert d["image"][0, 835, 996] == 255
+    torch.testing.assert_close(d["landmarks"], torch.tensor([ISBI_POINT_MM], dtype=torch.float64))
+    torch.testing.assert_close(d["grid_landmarks"], torch.tensor([ISBI_POINT_PX], dtype=torch.float64))
+    torch.testing.assert_close(d["image"].meta["source_affine"][:2, :2], torch.diag(torch.tensor([0.1, 0.1])).double())
+
+
+def test_known_point_through_resize_heatmap_and_decode(cephalogram_like):
+    d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
+    expected = [(835 + 0.5) * 416 / 1935 - 0.5, (996 + 0.5) * 512 / 2400 - 0.5]  # pixel-centre alignment
+    torch.testing.assert_close(d["grid_landmarks"], torch.tensor([expected], dtype=torch.float64))
+    d = GaussianHeatmapd("grid_landmarks", sigma=2.0, output_key="pred")(d)
+    assert d["pred"].shape == (1, 416, 512)
+    d = DecodeLandmarksd("pred")(d)
+    torch.testing.assert_close(d["pred_pixels"], torch.tensor([ISBI_POINT_PX], dtype=torch.float64), atol=0.01, rtol=0)
+    torch.testing.assert_close(d["pred_landmarks"], d["landmarks"], atol=0.001, rtol=0)
+
+
+def test_landmarks_follow_a_random_affine(cephalogram_like):
+    d = _load(cephalogram_like, grid=(416, 512))
+    augment = RandAffined("image", prob=1.0, rotate_range=0.5, scale_range=0.2, translate_range=20, mode="bilinear")
+    for seed in range(3):
+        augment.set_random_state(seed)
+        moved = LandmarksToGridd("landmarks")(augment(dict(d)))
+        image = moved["image"][0]
+        weights = image.clamp_min(0) * (image > 0.25 * image.max())  # the bright block, resampled
+        grid = torch.stack(torch.meshgrid(*[torch.arange(s) for s in image.shape], indexing="ij"), -1).float()
+        centroid = (grid * weights[..., None]).sum((0, 1)) / weights.sum()
+        assert (centroid.double() - moved["grid_landmarks"][0]).norm() < 0.3
+
+
+def test_three_dimensional_nifti_round_trip(tmp_path):
+    affine = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])  # RAS, 2 mm
+    nib.save(nib.Nifti1Image(np.zeros((20, 24, 18), np.float32), affine), tmp_path / "t1.nii.gz")
+    voxels = np.array([[5.3, 10.2, 7.7], [14.1, 3.6, 12.25]])
+    world = (affine @ np.c_[voxels, np.ones(2)].T).T[:, :3]
+    csv = "name,x,y,z\n" + "".join(f"p{i},{x},{y},{z}\n" for i, (x, y, z) in enumerate(world))
+    (tmp_path / "t1.csv").write_text(csv)
+    entry = {"image": str(tmp_path / "t1.nii.gz"), "landmarks": str(tmp_path / "t1.csv")}
+    d = Compose(
+        [
+            LoadImaged("image", ensure_channel_first=True, image_only=True),
+            PixelSpacingd("image"),
+            LoadLandmarksd("landmarks", num_landmarks=2, spatial_dims=3),
+            Resized("image", spatial_size=(16, 16, 16)),
+            LandmarksToGridd("landmarks"),
+            GaussianHeatmapd("grid_landmarks", sigma=1.5, output_key="pred"),
+            DecodeLandmarksd("pred"),
+        ]
+    )(entry)
+    np.testing.assert_allclose(d["pred_pixels"].numpy(), voxels, atol=0.02)
+    np.testing.assert_allclose(d["pred_landmarks"].numpy(), world, atol=0.05)
+
+
+def test_spacing_errors_name_the_file(tmp_path, cephalogram_like):
+    loaded = LoadImaged("image", ensure_channel_first=True, image_only=True)({"image": cephalogram_like["image"]})
+    with pytest.raises(ValueError, match=r"001\.png: this format has no pixel spacing"):
+        PixelSpacingd("image")(loaded)
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "v.nii.gz")
+    loaded = LoadImaged("image", ensure_channel_first=True, image_only=True)({"image": str(tmp_path / "v.nii.gz")})
+    with pytest.raises(ValueError, match=r"v\.nii\.gz: datalist spacing \[1\.0, 1\.0, 1\.0\] disagrees"):
+        PixelSpacingd("image")({**loaded, "spacing": [1.0, 1.0, 1.0]})
+    PixelSpacingd("image")({**loaded, "spacing": [2.0, 2.0, 2.0]})  # agreeing spacing is fine
+
+
+def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram_like):
+    d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
+    d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", sigma=2.0, output_key="pred")(d))
+    save = SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path / "out"), landmark_names=["sella"])
+    save(d)
+    result = json.loads((tmp_path / "out" / "001.json").read_text())
+    assert result["image"].endswith("001.png") and result["spacing"] == pytest.approx([0.1, 0.1])
+    (landmark,) = result["landmarks"]
+    assert landmark["name"] == "sella" and landmark["index"] == 0
+    assert landmark["pixel"] == pytest.approx(list(ISBI_POINT_PX), abs=0.01)
+    assert landmark["world"] == pytest.approx(list(ISBI_POINT_MM), abs=0.001)
+    assert 0.9 < landmark["confidence"] <= 1.0
+    with pytest.raises(FileExistsError):
+        save(d)
