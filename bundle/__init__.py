@@ -12,29 +12,45 @@ Example: ISBI 2015 image 001, landmark 1 (sella), senior annotation: pixel (x, y
 row 996; world (83.5, 99.6) mm at 0.1 mm/px.
 """
 
+from bundle import transforms
 from bundle.codecs import GaussianHeatmapCodec
-from bundle.handlers import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
+from bundle.data import check_datalist, inference_list, load_datalist
+from bundle.handlers import (
+    BestModelSaver,
+    LandmarkReportWriter,
+    MeanRadialErrorHandler,
+    SuccessfulDetectionRateHandler,
+)
 from bundle.io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
 from bundle.losses import CentralLoss, HeatmapFocalLoss
 from bundle.metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from bundle.networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
+from bundle.workflow import check_outputs, latest_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BestModelSaver",
     "CentralLoss",
     "ChannelSpatialAttention",
     "CoorTransformerBlock",
     "CoorTransformerDetector",
     "GaussianHeatmapCodec",
     "HeatmapFocalLoss",
+    "LandmarkReportWriter",
     "LandmarkFileError",
     "Landmarks",
     "MeanRadialError",
     "MeanRadialErrorHandler",
     "SuccessfulDetectionRate",
     "SuccessfulDetectionRateHandler",
+    "check_datalist",
+    "check_outputs",
+    "inference_list",
+    "latest_checkpoint",
+    "load_datalist",
     "radial_errors",
     "read_landmarks",
+    "transforms",
     "write_landmarks",
 ]

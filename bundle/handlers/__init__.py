@@ -1,5 +1,7 @@
 """Ignite handlers of the bundle."""
 
+from bundle.handlers.checkpoint import BestModelSaver
 from bundle.handlers.metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
+from bundle.handlers.report import LandmarkReportWriter
 
-__all__ = ["MeanRadialErrorHandler", "SuccessfulDetectionRateHandler"]
+__all__ = ["BestModelSaver", "LandmarkReportWriter", "MeanRadialErrorHandler", "SuccessfulDetectionRateHandler"]

@@ -1,0 +1,137 @@
+"""Datalists: read one, and check every entry before training so that a bad file fails early, by name.
+
+A datalist is MONAI's decathlon-style JSON: ``{"training": [{"image": ..., "landmarks": ..., "spacing": [...]}, ...],
+"validation": [...], "test": [...]}``. Relative ``image`` and ``landmarks`` paths are relative to the datalist's
+folder (or ``base_dir``); ``spacing`` is mm per pixel in array-axis order (x, y[, z]), required for formats without
+geometry (PNG, JPEG, BMP, TIFF).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from monai.transforms import LoadImage
+
+from bundle.io import LandmarkFileError, read_landmarks
+from bundle.transforms.landmarks import NO_GEOMETRY_SUFFIXES, PixelSpacingd, map_points
+
+__all__ = ["load_datalist", "check_datalist", "inference_list"]
+
+IMAGE_SUFFIXES = NO_GEOMETRY_SUFFIXES + (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".dcm")
+
+PATH_KEYS = ("image", "landmarks")
+
+
+def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None) -> list:
+    """The list under ``key`` with ``image``/``landmarks`` paths made absolute.
+
+    Raises:
+        ValueError: the file is not a datalist or has no non-empty list under ``key``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the datalist ({e}).") from None
+    entries = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(
+            f"{path}: no non-empty list {key!r} (it has {sorted(data) if isinstance(data, dict) else []})."
+        )
+    root = Path(base_dir) if base_dir is not None else path.parent
+    out = []
+    for entry in entries:
+        if isinstance(entry, str):
+            entry = {"image": entry}
+        entry = dict(entry)
+        for k in PATH_KEYS:
+            if k in entry and not Path(entry[k]).is_absolute():
+                entry[k] = str(root / entry[k])
+        out.append(entry)
+    return out
+
+
+def check_datalist(
+    entries: list, num_landmarks: int | None, spatial_dims: int = 2, name: str = "datalist", require_landmarks=True
+) -> list:
+    """Check every entry before any training: the image exists and reads, the spacing is there when the format needs
+    it (and agrees with the file's when it has one), and the landmark file has ``num_landmarks`` finite, visible
+    landmarks inside the image. Returns ``entries`` unchanged.
+
+    Raises:
+        ValueError: naming the entry (``name[i]`` and its image) and what is wrong with it.
+    """
+    loader = LoadImage(image_only=True, ensure_channel_first=True)
+    for i, entry in enumerate(entries):
+        where = f"{name}[{i}] ({entry.get('image', '?')})"
+        image_path = entry.get("image")
+        if not image_path:
+            raise ValueError(f"{where}: no 'image'.")
+        if not Path(image_path).exists():
+            raise ValueError(f"{where}: image file not found.")
+        try:
+            image = loader(image_path)
+        except Exception as e:  # noqa: BLE001 - readers raise many kinds; all mean "unreadable"
+            raise ValueError(f"{where}: the image cannot be read ({type(e).__name__}: {e}).") from None
+        if image.ndim - 1 != spatial_dims:
+            raise ValueError(f"{where}: the image has {image.ndim - 1} spatial dims, expected {spatial_dims}.")
+        spacing = entry.get("spacing")
+        if spacing is None and str(image_path).lower().endswith(NO_GEOMETRY_SUFFIXES):
+            raise ValueError(f"{where}: this format has no pixel spacing; give 'spacing' (mm per pixel).")
+        if not require_landmarks:
+            continue
+        if not entry.get("landmarks"):
+            raise ValueError(f"{where}: no 'landmarks' file.")
+        try:
+            landmarks = read_landmarks(entry["landmarks"], num_landmarks, spacing=spacing, spatial_dims=spatial_dims)
+        except LandmarkFileError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if not landmarks.visible.all():
+            missing = [n for n, v in zip(landmarks.names, landmarks.visible) if not v]
+            raise ValueError(f"{where}: landmarks {missing} are not annotated; training needs every landmark.")
+        try:
+            affine = PixelSpacingd("image")({"image": image, "spacing": spacing})["image"].affine
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        grid = map_points(torch.as_tensor(landmarks.coordinates), affine, invert=True)
+        extent = torch.tensor(image.shape[1:], dtype=grid.dtype) - 0.5
+        outside = ((grid < -0.5) | (grid > extent)).any(-1)
+        if outside.any():
+            names = [n for n, o in zip(landmarks.names, outside.tolist()) if o]
+            raise ValueError(f"{where}: landmarks {names} lie outside the image (check the spacing and the units).")
+    return entries
+
+
+def inference_list(
+    source: str | os.PathLike, spacing: list | None = None, key: str = "test", base_dir: str | os.PathLike | None = None
+) -> list:
+    """Entries ``{"image": ..., "spacing": ...}`` to run inference on.
+
+    Args:
+        source: a folder (every image file in it, sorted by name) or a datalist JSON (its ``key`` list).
+        spacing: mm per pixel for entries that do not give one (needed for PNG/JPEG/BMP/TIFF; files with geometry
+            keep their own).
+        key: the datalist list to use.
+        base_dir: for relative paths in a datalist (default: its folder).
+
+    Raises:
+        ValueError: no images found, or the source does not exist.
+    """
+    source = Path(source)
+    if source.is_file():
+        entries = load_datalist(source, key, base_dir)
+    elif source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+        entries = [{"image": str(p)} for p in files]
+    else:
+        raise ValueError(f"{source}: neither a folder of images nor a datalist file.")
+    if not entries:
+        raise ValueError(f"{source}: no images (looked for {', '.join(IMAGE_SUFFIXES)}).")
+    for entry in entries:
+        entry.pop("landmarks", None)
+        if spacing is not None and entry.get("spacing") is None:
+            entry["spacing"] = list(spacing)
+    return entries

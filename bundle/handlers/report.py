@@ -1,0 +1,109 @@
+"""Evaluation report: per-image and per-landmark radial errors, MRE and SDR, as CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from ignite.engine import Engine, Events
+
+from bundle.metrics import MeanRadialError, SuccessfulDetectionRate
+
+__all__ = ["LandmarkReportWriter"]
+
+
+class LandmarkReportWriter:
+    """Write ``landmark_errors.csv`` (one row per image, one column per landmark, errors in mm) and
+    ``landmark_report.json`` (MRE ± SD and SDR at each radius, overall and per landmark) when the evaluator completes.
+
+    It takes the (N, K) errors that :class:`bundle.MeanRadialErrorHandler` keeps in ``engine.state.metric_details``
+    (``save_details=True``), and the image file names of the evaluated batches, in the same order.
+
+    Args:
+        output_dir: where the two files go; existing files are refused at the start unless ``overwrite``.
+        landmark_names: K names for the columns.
+        metric_name: the name of the MRE handler in the evaluator (the key of ``key_val_metric``).
+        radii: SDR radii, in mm (or normalised mm).
+        overwrite: replace existing report files.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        landmark_names: Sequence[str],
+        metric_name: str = "val_mre",
+        radii: Sequence[float] = (2.0, 2.5, 3.0, 4.0),
+        overwrite: bool = False,
+    ):
+        self.output_dir = Path(output_dir)
+        self.landmark_names = [str(n) for n in landmark_names]
+        self.metric_name = metric_name
+        self.radii = [float(r) for r in radii]
+        self.overwrite = overwrite
+        self.images: list[str] = []
+
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        return self.output_dir / "landmark_errors.csv", self.output_dir / "landmark_report.json"
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_names)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _started(self, engine: Engine) -> None:
+        existing = [str(p) for p in self.paths if p.exists()]
+        if existing and not self.overwrite:
+            raise FileExistsError(f"{', '.join(existing)} exist: pass --overwrite true or another --output_dir.")
+        self.images = []
+
+    def _collect_names(self, engine: Engine) -> None:
+        batch = engine.state.batch
+        items = batch if isinstance(batch, list) else [batch]
+        for item in items:
+            self.images.append(str(item["image"].meta.get("filename_or_obj", len(self.images))))
+
+    def _write(self, engine: Engine) -> None:
+        errors = engine.state.metric_details.get(self.metric_name)
+        if errors is None:
+            raise RuntimeError(
+                f"no per-image errors under metric_details[{self.metric_name!r}]: set save_details=True."
+            )
+        errors = torch.as_tensor(errors).double().cpu()
+        if errors.shape != (len(self.images), len(self.landmark_names)):
+            raise RuntimeError(
+                f"{tuple(errors.shape)} errors for {len(self.images)} images and {len(self.landmark_names)} landmarks."
+            )
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        csv_path, json_path = self.paths
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", *self.landmark_names])
+            for name, row in zip(self.images, errors.tolist()):
+                writer.writerow([name, *(f"{e:.4f}" for e in row)])
+        mre = MeanRadialError()
+        mre.extend(errors)
+        sdr = SuccessfulDetectionRate(radii=self.radii)
+        sdr.extend(errors)
+        summary = mre.summary()
+        overall_sdr = sdr.aggregate().reshape(-1).tolist()
+        per_landmark_sdr = sdr.aggregate("mean_batch").reshape(len(self.radii), -1)
+        report = {
+            "images": len(self.images),
+            "mre": summary["mean"],
+            "sd": summary["std"],
+            "sdr": {f"{r:g}": v for r, v in zip(self.radii, overall_sdr)},
+            "per_landmark": [
+                {
+                    "name": name,
+                    "mre": summary["per_landmark_mean"][k],
+                    "sd": summary["per_landmark_std"][k],
+                    "sdr": {f"{r:g}": per_landmark_sdr[i, k].item() for i, r in enumerate(self.radii)},
+                }
+                for k, name in enumerate(self.landmark_names)
+            ],
+        }
+        json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,45 @@
+"""Small helpers the bundle's configs call around training: output protection and resuming."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+__all__ = ["check_outputs", "latest_checkpoint"]
+
+_EPOCH = re.compile(r"=(\d+)\.pt$")
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> str:
+    """The resume checkpoint with the highest epoch number in ``directory`` (``resume_checkpoint_epoch=N.pt``).
+
+    Raises:
+        FileNotFoundError: there is none, so there is nothing to resume.
+    """
+    candidates = [(int(m.group(1)), p) for p in Path(directory).glob("*.pt") if (m := _EPOCH.search(p.name))]
+    if not candidates:
+        raise FileNotFoundError(f"no checkpoint to resume from in {directory}: train without --resume first.")
+    return str(max(candidates)[1])
+
+
+def check_outputs(model_path: str | os.PathLike, checkpoint_dir: str | os.PathLike, resume: bool, overwrite: bool):
+    """Refuse to start a training that would silently replace earlier results.
+
+    A fresh training (``resume=False``) needs ``model_path`` and ``checkpoint_dir`` to be absent, unless
+    ``overwrite=True``, which deletes the old resume checkpoints (the model is replaced at the first validation).
+    A resumed training needs a checkpoint to resume from.
+    """
+    model_path, checkpoint_dir = Path(model_path), Path(checkpoint_dir)
+    if resume:
+        latest_checkpoint(checkpoint_dir)
+        return
+    existing = [str(p) for p in (model_path, checkpoint_dir) if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{' and '.join(existing)} already exist: pass --resume true to continue that training, --overwrite true "
+            "to replace it, or other --ckpt_dir / --output_dir."
+        )
+    if overwrite and checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
