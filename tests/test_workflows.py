@@ -1,0 +1,346 @@
+"""Each config of the bundle, run for real on a tiny generated data set (one short epoch, 32x32 grid)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.engine import Events
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from bundle import check_datalist, load_datalist
+from scripts.make_demo_data import write as write_demo_data
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+SMALL = {
+    "grid_size": [32, 32],
+    "network_def#features": [8, 16, 32, 64],
+    "max_epochs": 1,
+    "val_interval": 1,
+    "batch_size": 2,
+    "val_batch_size": 2,
+}
+
+
+def _workflow(configs, workflow_type, root: Path, **overrides) -> ConfigWorkflow:
+    settings = {
+        "bundle_root": str(REPO),
+        "dataset_dir": str(root / "data"),
+        "output_dir": str(root / "runs"),
+        "ckpt_dir": str(root / "models"),
+        **SMALL,
+        **overrides,
+    }
+    return ConfigWorkflow(
+        config_file=[str(CONFIGS / c) for c in configs],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type=workflow_type,
+        **settings,
+    )
+
+
+def _network(config: str) -> torch.nn.Module:
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / config))
+    parser["network_def#features"] = SMALL["network_def#features"]
+    return parser.get_parsed_content("network_def")
+
+
+def _run(workflow: ConfigWorkflow):
+    workflow.initialize()
+    result = workflow.run()
+    workflow.finalize()
+    return result
+
+
+def _messages(error: BaseException) -> str:
+    """The messages of an exception and of everything that caused it (MONAI wraps errors raised in configs)."""
+    texts = []
+    while error is not None:
+        texts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(texts)
+
+
+def _cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny data set and one epoch of training on it."""
+    root = tmp_path_factory.mktemp("bundle")
+    write_demo_data(root / "data", seed=1, counts={"training": 4, "validation": 2, "test": 2})
+    _run(_workflow(["train.json"], "train", root))
+    return root
+
+
+def test_training_writes_a_flat_state_dict_and_a_resume_checkpoint(trained):
+    state = torch.load(trained / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert set(state) == set(_network("train.json").state_dict())
+    assert (trained / "runs" / "checkpoints" / "resume_checkpoint_epoch=1.pt").exists()
+    assert list((trained / "runs").glob("events.out.tfevents.*"))
+
+
+def test_a_fresh_training_does_not_overwrite_earlier_results(trained):
+    with pytest.raises(Exception) as raised:
+        _run(_workflow(["train.json"], "train", trained))
+    assert "already exist: pass --resume true" in _messages(raised.value)
+
+
+def test_a_stopped_training_resumes_and_continues_the_epoch_count(trained, tmp_path):
+    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
+    workflow = _workflow(["train.json"], "train", tmp_path, resume=True, max_epochs=3)
+    workflow.initialize()
+    epochs = []
+    workflow.trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs.append(engine.state.epoch))
+    workflow.run()
+    assert epochs == [2, 3]
+    assert (tmp_path / "runs" / "checkpoints" / "resume_checkpoint_epoch=3.pt").exists()
+
+
+def test_evaluate_writes_per_image_errors_and_a_report(trained, tmp_path):
+    _run(_workflow(["train.json", "evaluate.json"], "eval", trained, output_dir=str(tmp_path)))
+    rows = (tmp_path / "landmark_errors.csv").read_text().splitlines()
+    assert rows[0].split(",")[1:] == json.loads((CONFIGS / "train.json").read_text())["landmark_names"]
+    assert len(rows) == 1 + 2  # two test images
+    report = json.loads((tmp_path / "landmark_report.json").read_text())
+    assert report["images"] == 2 and set(report["sdr"]) == {"2", "2.5", "3", "4"} and len(report["per_landmark"]) == 6
+    with pytest.raises(Exception) as raised:
+        _run(_workflow(["train.json", "evaluate.json"], "eval", trained, output_dir=str(tmp_path)))
+    assert "landmark_errors.csv" in _messages(raised.value) and "--overwrite true" in _messages(raised.value)
+
+
+def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path):
+    _run(
+        _workflow(
+            ["inference.json"], "infer", trained, dataset_dir=str(trained / "data" / "images"), output_dir=str(tmp_path)
+        )
+    )
+    outputs = sorted(tmp_path.glob("*.json"))
+    assert len(outputs) == 8
+    result = json.loads(outputs[0].read_text())
+    assert result["spacing"] == [0.5, 0.5] and len(result["landmarks"]) == 6
+    for landmark in result["landmarks"]:
+        assert landmark["pixel"] == pytest.approx([w / 0.5 for w in landmark["world"]])
+        assert 0.0 <= landmark["confidence"] <= 1.0
+
+
+@pytest.mark.parametrize("config, workflow_type", [("train.json", "train"), ("inference.json", "infer")])
+def test_check_properties_is_empty(config, workflow_type, trained, tmp_path):
+    dataset_dir = trained / "data" if workflow_type == "train" else trained / "data" / "images"
+    workflow = _workflow([config], workflow_type, tmp_path, dataset_dir=str(dataset_dir))
+    workflow.initialize()
+    assert not workflow.check_properties()
+
+
+def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path):
+    shutil.copytree(trained / "data", tmp_path / "data")
+    args = ["--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"]
+    overrides = {
+        **SMALL,
+        "dataset_dir": str(tmp_path / "data"),
+        "output_dir": str(tmp_path / "runs"),
+        "ckpt_dir": str(tmp_path / "models"),
+        "bundle_root": str(REPO),
+    }
+    for key, value in overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        *args,
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "models" / "model.pt").exists()
+
+
+def test_running_from_another_folder_with_bundle_root(trained, tmp_path):
+    shutil.copytree(trained / "data", tmp_path / "data")
+    args = [
+        "run",
+        "training",
+        "--config_file",
+        str(CONFIGS / "train.json"),
+        "--bundle_root",
+        str(REPO),
+        "--dataset_dir",
+        str(tmp_path / "data"),
+        "--output_dir",
+        str(tmp_path / "runs"),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--max_epochs",
+        "1",
+        "--val_interval",
+        "1",
+        "--grid_size",
+        "[32,32]",
+    ]
+    _cli(*args, cwd=tmp_path)
+    assert (tmp_path / "models" / "model.pt").exists()
+
+
+def test_verify_metadata():
+    _cli(
+        "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "tests/data/meta_schema_20240725.json"
+    )
+
+
+def test_verify_net_in_out():
+    _cli(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+    )
+
+
+def test_ckpt_export_to_torchscript(trained, tmp_path):
+    _cli(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(tmp_path / "model.ts"),
+        "--ckpt_file",
+        str(trained / "models" / "model.pt"),
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+        "--network_def#features",
+        "[8,16,32,64]",
+    )
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    network = _network("inference.json").eval()
+    network.load_state_dict(torch.load(trained / "models" / "model.pt", weights_only=True))
+    x = torch.rand(1, 1, 32, 32)
+    torch.testing.assert_close(scripted(x), network(x))
+
+
+def test_root_metadata_is_the_configs_metadata():
+    assert json.loads((REPO / "metadata.json").read_text()) == json.loads((CONFIGS / "metadata.json").read_text())
+
+
+def test_metadata_describes_the_network():
+    metadata = json.loads((CONFIGS / "metadata.json").read_text())
+    train = json.loads((CONFIGS / "train.json").read_text())
+    output = metadata["network_data_format"]["outputs"]["pred"]
+    assert output["num_channels"] == train["num_landmarks"]
+    assert list(output["channel_def"].values()) == train["landmark_names"]
+    assert metadata["pytorch_version"] == torch.__version__.split("+")[0]
+
+
+def test_inference_config_agrees_with_training():
+    train = json.loads((CONFIGS / "train.json").read_text())
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    for key in (
+        "network_def",
+        "preprocessing_base",
+        "load_image",
+        "grid_size",
+        "landmark_names",
+        "num_landmarks",
+        "spatial_dims",
+    ):
+        assert inference[key] == train[key], key
+
+
+def test_required_packages_cover_what_the_bundle_imports():
+    metadata = json.loads((CONFIGS / "metadata.json").read_text())
+    allowed = {"torch", "numpy", "monai", "bundle", "ignite"}  # ignite = pytorch-ignite, listed
+    assert "pytorch-ignite" in metadata["required_packages_version"]
+    for path in (REPO / "bundle").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top in allowed or top in sys.stdlib_module_names, f"{path.name} imports {top}"
+    requirements = (REPO / "requirements.txt").read_text()
+    for package, version in metadata["required_packages_version"].items():
+        assert f"{package}=={version}" in requirements
+
+
+def _bad_datalist(root: Path, broken: str) -> Path:
+    data = root / "data"
+    entries = json.loads((data / "datalist.json").read_text())
+    entry = entries["training"][1]
+    if broken == "missing image":
+        entry["image"] = "images/nope.png"
+    elif broken == "unreadable image":
+        (data / "images" / "broken.png").write_text("not an image")
+        entry["image"] = "images/broken.png"
+    elif broken == "wrong count":
+        path = data / entry["landmarks"]
+        path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+    elif broken == "nan":
+        path = data / entry["landmarks"]
+        lines = path.read_text().splitlines()
+        lines[2] = "triangle_left,nan,3"
+        path.write_text("\n".join(lines) + "\n")
+    elif broken == "outside":
+        path = data / entry["landmarks"]
+        lines = path.read_text().splitlines()
+        lines[2] = "triangle_left,500,3"
+        path.write_text("\n".join(lines) + "\n")
+    (data / "datalist.json").write_text(json.dumps(entries))
+    return data / "datalist.json"
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ("missing image", "image file not found"),
+        ("unreadable image", "cannot be read"),
+        ("wrong count", "has 5 landmarks; expected 6"),
+        ("nan", "line 3: x is 'nan'"),
+        ("outside", r"landmarks \['triangle_left'\] lie outside the image"),
+    ],
+)
+def test_bad_entries_fail_before_training_naming_the_entry(trained, tmp_path, broken, message):
+    shutil.copytree(trained / "data", tmp_path / "data")
+    datalist = _bad_datalist(tmp_path, broken)
+    with pytest.raises(ValueError, match=r"training\[1\] \(.*\): .*" + message):
+        check_datalist(load_datalist(datalist, "training"), 6, 2, "training")
+
+
+def test_a_bad_entry_stops_the_training_workflow_before_any_epoch(trained, tmp_path):
+    shutil.copytree(trained / "data", tmp_path / "data")
+    _bad_datalist(tmp_path, "missing image")
+    workflow = _workflow(["train.json"], "train", tmp_path)
+    workflow.initialize()
+    with pytest.raises(Exception) as raised:
+        workflow.run()
+    assert "training[1] (" in _messages(raised.value) and "image file not found" in _messages(raised.value)
+    assert not (tmp_path / "runs" / "checkpoints").exists()
