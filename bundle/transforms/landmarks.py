@@ -38,7 +38,10 @@ def _filename(image: MetaTensor) -> str:
 
 
 def map_points(points: torch.Tensor, affine: torch.Tensor, invert: bool) -> torch.Tensor:
-    """(K, D) points through a (D+1)x(D+1) or 4x4 affine (MONAI gives 2D images a 4x4 one), in float64."""
+    """(K, D) points through a (D+1)x(D+1) or 4x4 affine (MONAI gives 2D images a 4x4 one), in float64, on the CPU
+    (the image itself may live on the GPU)."""
+    points = torch.as_tensor(points).detach().cpu()
+    affine = torch.as_tensor(affine).detach().cpu()
     mapped = ApplyTransformToPoints(dtype=torch.float64, affine=affine, invert_affine=invert)(points[None])
     return torch.as_tensor(mapped)[0]
 
@@ -147,7 +150,7 @@ class LandmarksToGridd(MapTransform):
 
 
 class GaussianHeatmapd(MapTransform):
-    """Heatmap target (K, *S) float32 from grid landmarks, on the reference image's grid, with
+    """Heatmap target (K, *S) float32 from grid landmarks, on the reference image's grid and device, with
     :class:`bundle.GaussianHeatmapCodec`: sub-pixel centre, peak 1, zero channel for a landmark outside the grid.
 
     Args:
@@ -177,8 +180,8 @@ class GaussianHeatmapd(MapTransform):
         for key in self.key_iterator(d):
             image = d[self.ref_key]
             codec = GaussianHeatmapCodec(image.ndim - 1, truncate=self.truncate)
-            points = torch.as_tensor(d[key]).float()
-            heatmap, _ = codec.encode(points, image.shape[1:], self.sigma.to(points.device))
+            points = torch.as_tensor(d[key]).float().to(image.device)
+            heatmap, _ = codec.encode(points, image.shape[1:], self.sigma.to(image.device))
             d[self.output_key] = heatmap
         return d
 
@@ -212,10 +215,10 @@ class DecodeLandmarksd(MapTransform):
             reference = d[self.ref_key]
             codec = GaussianHeatmapCodec(heatmaps.ndim - 1, method=self.method)
             grid, confidence = codec.decode(heatmaps)
-            world = map_points(grid.double().cpu(), reference.affine.cpu(), invert=False)
+            world = map_points(grid.double(), reference.affine, invert=False)
             source = reference.meta.get("source_affine", reference.affine)
             d[f"{self.prefix}landmarks"] = world
-            d[f"{self.prefix}pixels"] = map_points(world, torch.as_tensor(source).cpu(), invert=True)
+            d[f"{self.prefix}pixels"] = map_points(world, source, invert=True)
             d[f"{self.prefix}confidence"] = confidence.double().cpu()
         return d
 
