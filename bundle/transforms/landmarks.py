@@ -15,12 +15,15 @@ from typing import Hashable, Mapping, Sequence
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import ApplyTransformToPoints, MapTransform
+from monai.transforms import ApplyTransformToPoints, MapTransform, SqueezeDim
+from monai.utils import convert_to_tensor
 
 from bundle.codecs import GaussianHeatmapCodec
 from bundle.io import Landmarks, read_landmarks, write_landmarks
 
 __all__ = [
+    "AsGreyscaled",
+    "SqueezeSpatiald",
     "PixelSpacingd",
     "LoadLandmarksd",
     "LandmarksToGridd",
@@ -40,10 +43,53 @@ def _filename(image: MetaTensor) -> str:
 def map_points(points: torch.Tensor, affine: torch.Tensor, invert: bool) -> torch.Tensor:
     """(K, D) points through a (D+1)x(D+1) or 4x4 affine (MONAI gives 2D images a 4x4 one), in float64, on the CPU
     (the image itself may live on the GPU)."""
-    points = torch.as_tensor(points).detach().cpu()
-    affine = torch.as_tensor(affine).detach().cpu()
+    # plain tensors: a MetaTensor returned by an earlier mapping carries that mapping in its metadata, and
+    # ApplyTransformToPoints would apply it again instead of the affine given here
+    points = convert_to_tensor(points, track_meta=False).detach().cpu()
+    affine = convert_to_tensor(affine, track_meta=False).detach().cpu()
     mapped = ApplyTransformToPoints(dtype=torch.float64, affine=affine, invert_affine=invert)(points[None])
-    return torch.as_tensor(mapped)[0]
+    return convert_to_tensor(mapped, track_meta=False)[0]
+
+
+class AsGreyscaled(MapTransform):
+    """Average the channels of a channel-first image into one (an RGB JPEG or BMP of a radiograph, R = G = B).
+
+    A one-channel image passes unchanged. MONAI has no such transform; the MetaTensor's metadata is kept.
+    """
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if d[key].shape[0] > 1:
+                d[key] = d[key].float().mean(dim=0, keepdim=True)
+        return d
+
+
+class SqueezeSpatiald(MapTransform):
+    """Drop trailing spatial axes of size 1 beyond ``spatial_dims`` (a 2D radiograph stored as 3D with Z = 1, as the
+    Digital Hand Atlas ``.mha`` files are), with MONAI's :class:`SqueezeDim`, which keeps the affine consistent.
+
+    Raises:
+        ValueError: the image has more spatial axes than ``spatial_dims`` and they are not of size 1.
+    """
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int = 2, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_dims = spatial_dims
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            while image.ndim - 1 > self.spatial_dims:
+                if image.shape[-1] != 1:
+                    raise ValueError(
+                        f"{_filename(image)}: {image.ndim - 1} spatial dims of shape {tuple(image.shape[1:])}, "
+                        f"expected {self.spatial_dims}."
+                    )
+                image = SqueezeDim(dim=-1, update_meta=True)(image)
+            d[key] = image
+        return d
 
 
 class PixelSpacingd(MapTransform):
@@ -224,17 +270,20 @@ class DecodeLandmarksd(MapTransform):
 
 
 class SaveLandmarksd(MapTransform):
-    """Write each image's predicted landmarks to ``<output_dir>/<stem>.json``.
+    """Write each image's predicted landmarks: ``<stem>.json``, ``<stem>.mrk.json`` (3D Slicer) and, in 2D,
+    ``<stem>_overlay.png`` (the original image with the numbered landmarks) in ``output_dir``.
 
-    The file holds ``{"image": path, "spacing": [...], "landmarks": [{"index": k, "name": ..., "world": [...] (mm),
+    The JSON holds ``{"image": path, "spacing": [...], "landmarks": [{"index": k, "name": ..., "world": [...] (mm),
     "pixel": [...] (original-image pixels, x = column), "confidence": c, "visible": true}, ...]}``, from the keys that
-    :class:`DecodeLandmarksd` writes. An existing file is refused unless ``overwrite``.
+    :class:`DecodeLandmarksd` writes. If any of an image's files exists, nothing is written for it and this raises,
+    unless ``overwrite``.
 
     Args:
         keys: the decoded world-landmark key (``pred_landmarks``); ``pred_pixels``/``pred_confidence`` sit beside it.
-        ref_key: the image (for its file name and spacing).
         output_dir: destination folder.
         landmark_names: K names.
+        ref_key: the image (for its file name and spacing).
+        overlay: write the 2D overlay PNG.
         overwrite: replace existing files.
     """
 
@@ -245,27 +294,58 @@ class SaveLandmarksd(MapTransform):
         landmark_names: Sequence[str],
         ref_key: str = "image",
         prefix: str = "pred_",
+        overlay: bool = True,
         overwrite: bool = False,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.landmark_names = [str(n) for n in landmark_names]
-        self.ref_key, self.prefix, self.overwrite = ref_key, prefix, overwrite
+        self.ref_key, self.prefix, self.overlay, self.overwrite = ref_key, prefix, overlay, overwrite
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             image = d[self.ref_key]
-            source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double()
+            source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
             dims = image.ndim - 1
-            spacing = torch.linalg.vector_norm(source[:dims, :dims], dim=0).tolist()
-            world = torch.as_tensor(d[key]).double().numpy()
+            stem = Path(_filename(image)).name.split(".")[0]
+            paths = [self.output_dir / f"{stem}.json", self.output_dir / f"{stem}.mrk.json"]
+            if dims == 2 and self.overlay:
+                paths.append(self.output_dir / f"{stem}_overlay.png")
+            existing = [str(p) for p in paths if p.exists()]
+            if existing and not self.overwrite:
+                raise FileExistsError(f"{', '.join(existing)} exist: pass --overwrite true or another --output_dir.")
+            landmarks = Landmarks(torch.as_tensor(d[key]).double().numpy(), self.landmark_names)
+            pixels = torch.as_tensor(d[f"{self.prefix}pixels"]).double()
             extra = {
-                "pixel": torch.as_tensor(d[f"{self.prefix}pixels"]).double().tolist(),
+                "pixel": pixels.tolist(),
                 "confidence": torch.as_tensor(d[f"{self.prefix}confidence"]).double().tolist(),
-                "_top": {"image": _filename(image), "spacing": spacing},
+                "_top": {
+                    "image": _filename(image),
+                    "spacing": torch.linalg.vector_norm(source[:dims, :dims], dim=0).tolist(),
+                },
             }
-            path = self.output_dir / f"{Path(_filename(image)).name.split('.')[0]}.json"
-            write_landmarks(path, Landmarks(world, self.landmark_names), overwrite=self.overwrite, extra=extra)
+            write_landmarks(paths[0], landmarks, overwrite=True, extra=extra)
+            write_landmarks(paths[1], landmarks, overwrite=True)
+            if len(paths) == 3:
+                draw_overlay(_filename(image), pixels.numpy(), paths[2])
         return d
+
+
+def draw_overlay(image_path: str, pixels, output: Path, radius: int = 12) -> None:
+    """Save the 2D image at ``image_path`` (any format MONAI reads) as a PNG with numbered red markers at
+    ``pixels`` (K, 2), original-image pixels with x = column."""
+    from monai.transforms import LoadImage, ScaleIntensity  # local: only inference draws
+    from PIL import Image, ImageDraw
+
+    image = LoadImage(image_only=True, ensure_channel_first=True)(image_path)
+    image = AsGreyscaled("image")({"image": image})["image"]
+    array = ScaleIntensity(minv=0.0, maxv=255.0)(image)[0].squeeze().cpu().numpy()
+    picture = Image.fromarray(array.T.astype("uint8")).convert("RGB")  # MONAI's [x, y] -> rows, columns
+    draw = ImageDraw.Draw(picture)
+    width = max(1, picture.size[0] // 600)
+    for k, (x, y) in enumerate(pixels):
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=(255, 0, 0), width=width)
+        draw.text((x + radius + 2, y - radius), str(k + 1), fill=(255, 64, 64))
+    picture.save(output)
