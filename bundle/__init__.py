@@ -18,6 +18,7 @@ from bundle.data import check_datalist, inference_list, load_datalist
 from bundle.handlers import (
     BestModelSaver,
     LandmarkReportWriter,
+    LandmarkTableWriter,
     MeanRadialErrorHandler,
     SuccessfulDetectionRateHandler,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "GaussianHeatmapCodec",
     "HeatmapFocalLoss",
     "LandmarkReportWriter",
+    "LandmarkTableWriter",
     "LandmarkFileError",
     "Landmarks",
     "MeanRadialError",

@@ -16,7 +16,7 @@ import torch
 from monai.transforms import LoadImage
 
 from bundle.io import LandmarkFileError, read_landmarks
-from bundle.transforms.landmarks import NO_GEOMETRY_SUFFIXES, PixelSpacingd, map_points
+from bundle.transforms.landmarks import NO_GEOMETRY_SUFFIXES, PixelSpacingd, SqueezeSpatiald, map_points
 
 __all__ = ["load_datalist", "check_datalist", "inference_list"]
 
@@ -76,6 +76,10 @@ def check_datalist(
             image = loader(image_path)
         except Exception as e:  # noqa: BLE001 - readers raise many kinds; all mean "unreadable"
             raise ValueError(f"{where}: the image cannot be read ({type(e).__name__}: {e}).") from None
+        try:
+            image = SqueezeSpatiald("image", spatial_dims)({"image": image})["image"]
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
         if image.ndim - 1 != spatial_dims:
             raise ValueError(f"{where}: the image has {image.ndim - 1} spatial dims, expected {spatial_dims}.")
         spacing = entry.get("spacing")

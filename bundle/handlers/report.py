@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 from ignite.engine import Engine, Events
 
-from bundle.metrics import MeanRadialError, SuccessfulDetectionRate
+from bundle.metrics import summarise_errors
 
 __all__ = ["LandmarkReportWriter"]
 
@@ -84,26 +84,5 @@ class LandmarkReportWriter:
             writer.writerow(["image", *self.landmark_names])
             for name, row in zip(self.images, errors.tolist()):
                 writer.writerow([name, *(f"{e:.4f}" for e in row)])
-        mre = MeanRadialError()
-        mre.extend(errors)
-        sdr = SuccessfulDetectionRate(radii=self.radii)
-        sdr.extend(errors)
-        summary = mre.summary()
-        overall_sdr = sdr.aggregate().reshape(-1).tolist()
-        per_landmark_sdr = sdr.aggregate("mean_batch").reshape(len(self.radii), -1)
-        report = {
-            "images": len(self.images),
-            "mre": summary["mean"],
-            "sd": summary["std"],
-            "sdr": {f"{r:g}": v for r, v in zip(self.radii, overall_sdr)},
-            "per_landmark": [
-                {
-                    "name": name,
-                    "mre": summary["per_landmark_mean"][k],
-                    "sd": summary["per_landmark_std"][k],
-                    "sdr": {f"{r:g}": per_landmark_sdr[i, k].item() for i, r in enumerate(self.radii)},
-                }
-                for k, name in enumerate(self.landmark_names)
-            ],
-        }
+        report = summarise_errors(errors, self.landmark_names, self.radii)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
