@@ -15,7 +15,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from bundle import check_datalist, load_datalist
+from bundle import check_datalist, load_datalist, read_landmarks
 from scripts.make_demo_data import write as write_demo_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,9 +135,14 @@ def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path)
             ["inference.json"], "infer", trained, dataset_dir=str(trained / "data" / "images"), output_dir=str(tmp_path)
         )
     )
-    outputs = sorted(tmp_path.glob("*.json"))
+    outputs = sorted(p for p in tmp_path.glob("*.json") if not p.name.endswith(".mrk.json"))
     assert len(outputs) == 8
+    assert len(list(tmp_path.glob("*.mrk.json"))) == 8 and len(list(tmp_path.glob("*_overlay.png"))) == 8
+    table = (tmp_path / "landmarks.csv").read_text().splitlines()
+    assert table[0] == "image,index,name,x_px,y_px,x_mm,y_mm,confidence" and len(table) == 1 + 8 * 6
     result = json.loads(outputs[0].read_text())
+    slicer = read_landmarks(tmp_path / outputs[0].name.replace(".json", ".mrk.json"), 6, spatial_dims=2)
+    assert slicer.coordinates.tolist() == [item["world"] for item in result["landmarks"]]
     assert result["spacing"] == [0.5, 0.5] and len(result["landmarks"]) == 6
     for landmark in result["landmarks"]:
         assert landmark["pixel"] == pytest.approx([w / 0.5 for w in landmark["world"]])
@@ -276,8 +281,9 @@ def test_inference_config_agrees_with_training():
 
 def test_required_packages_cover_what_the_bundle_imports():
     metadata = json.loads((CONFIGS / "metadata.json").read_text())
-    allowed = {"torch", "numpy", "monai", "bundle", "ignite"}  # ignite = pytorch-ignite, listed
-    assert "pytorch-ignite" in metadata["required_packages_version"]
+    required = metadata["required_packages_version"]
+    core = {"torch", "numpy", "monai", "bundle"}  # pinned by pytorch_version, numpy_version, monai_version
+    package_of = {"ignite": "pytorch-ignite", "PIL": "pillow"}
     for path in (REPO / "bundle").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -286,7 +292,9 @@ def test_required_packages_cover_what_the_bundle_imports():
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                assert top in allowed or top in sys.stdlib_module_names, f"{path.name} imports {top}"
+                if top in core or top in sys.stdlib_module_names:
+                    continue
+                assert package_of.get(top, top) in required, f"{path.name} imports {top}, not in the metadata"
     requirements = (REPO / "requirements.txt").read_text()
     for package, version in metadata["required_packages_version"].items():
         assert f"{package}=={version}" in requirements
