@@ -1,15 +1,19 @@
 """MONAI dictionary transforms for landmarks."""
 
 from bundle.transforms.landmarks import (
+    AsGreyscaled,
     DecodeLandmarksd,
     GaussianHeatmapd,
     LandmarksToGridd,
     LoadLandmarksd,
     PixelSpacingd,
     SaveLandmarksd,
+    SqueezeSpatiald,
 )
 
 __all__ = [
+    "AsGreyscaled",
+    "SqueezeSpatiald",
     "DecodeLandmarksd",
     "GaussianHeatmapd",
     "LandmarksToGridd",
