@@ -15,6 +15,7 @@ from typing import Hashable, Mapping, Sequence
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
+from monai.data.utils import to_affine_nd
 from monai.transforms import ApplyTransformToPoints, MapTransform, SqueezeDim
 from monai.utils import convert_to_tensor
 
@@ -46,7 +47,9 @@ def map_points(points: torch.Tensor, affine: torch.Tensor, invert: bool) -> torc
     # plain tensors: a MetaTensor returned by an earlier mapping carries that mapping in its metadata, and
     # ApplyTransformToPoints would apply it again instead of the affine given here
     points = convert_to_tensor(points, track_meta=False).detach().cpu()
-    affine = convert_to_tensor(affine, track_meta=False).detach().cpu()
+    affine = convert_to_tensor(affine, track_meta=False).detach().cpu().double()
+    if affine.shape[0] < 4:  # e.g. 3x3 after SqueezeDim; ApplyTransformToPoints composes with 4x4 matrices
+        affine = convert_to_tensor(to_affine_nd(3, affine), track_meta=False)
     mapped = ApplyTransformToPoints(dtype=torch.float64, affine=affine, invert_affine=invert)(points[None])
     return convert_to_tensor(mapped, track_meta=False)[0]
 
