@@ -26,7 +26,7 @@ from bundle.io import LandmarkFileError, Landmarks, read_landmarks, write_landma
 from bundle.losses import CentralLoss, HeatmapFocalLoss
 from bundle.metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from bundle.networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
-from bundle.workflow import check_outputs, latest_checkpoint
+from bundle.workflow import check_outputs, latest_checkpoint, refuse_existing
 
 __version__ = "0.1.0"
 
@@ -53,6 +53,7 @@ __all__ = [
     "load_datalist",
     "radial_errors",
     "read_landmarks",
+    "refuse_existing",
     "transforms",
     "write_landmarks",
 ]

@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-__all__ = ["check_outputs", "latest_checkpoint"]
+__all__ = ["check_outputs", "latest_checkpoint", "refuse_existing"]
 
 _EPOCH = re.compile(r"=(\d+)\.pt$")
 
@@ -43,3 +43,13 @@ def check_outputs(model_path: str | os.PathLike, checkpoint_dir: str | os.PathLi
         )
     if overwrite and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
+
+
+def refuse_existing(path: str | os.PathLike, overwrite: bool) -> None:
+    """Raise if ``path`` exists and ``overwrite`` is not set: the scripts' guard against replacing earlier output.
+
+    Raises:
+        FileExistsError: naming the path and the way out.
+    """
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(f"{path} exists: pass --overwrite to replace it, or choose another --out.")

@@ -4,18 +4,24 @@ block-averaged to 4 mm, the 32 AFIDs ground-truth fiducials, the template's lice
 The template's licence allows copies and derivatives with its notice; the AFIDs coordinates are CC BY 4.0 (cite Lau et
 al., Human Brain Mapping 2019, and Taha et al., Scientific Data 2023). The fiducials are copied unchanged (RAS mm).
 
-Usage: python scripts/make_afids_fixture.py [--source ../shared/data/afids] [--out data/afids] [--factor 4]
+Usage:
+  python scripts/make_afids_fixture.py [--source ../shared/data/afids] [--out data/afids] [--factor 4] [--overwrite]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.workflow import refuse_existing  # noqa: E402
 
 TEMPLATE = "tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz"
 FIDUCIALS = "tpl-MNI152NLin2009cAsym_res-01_desc-groundtruth_afids.fcsv"
@@ -42,8 +48,10 @@ def main() -> None:
     parser.add_argument("--source", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "afids"))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "afids"))
     parser.add_argument("--factor", type=int, default=4)
+    parser.add_argument("--overwrite", action="store_true", help="replace the fixture in --out")
     args = parser.parse_args()
     source, out = Path(args.source), Path(args.out)
+    refuse_existing(out / "datalist.json", args.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     name = f"tpl-MNI152NLin2009cAsym_res-{args.factor:02d}mm_T1w.nii.gz"
     nib.save(block_average(nib.load(source / TEMPLATE), args.factor), out / name)

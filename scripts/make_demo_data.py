@@ -5,7 +5,8 @@ triangle inside it (landmarks 1-3: its vertices) and a small dark disk (landmark
 pose (rotation, scale, translation) with shape variation, a smooth background, blur, noise and contrast changes.
 Shapes are drawn at 4x resolution and averaged down, so the edges are sub-pixel accurate.
 
-Usage: python scripts/make_demo_data.py [--out data/demo] [--seed 0] [--train 40 --validation 10 --test 10]
+Usage:
+  python scripts/make_demo_data.py [--out data/demo] [--seed 0] [--train 40 --validation 10 --test 10] [--overwrite]
 Deterministic under the seed: the committed data set is what this script writes with the defaults.
 """
 
@@ -14,11 +15,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.workflow import refuse_existing  # noqa: E402
 
 SIZE = 192  # pixels per side
 SPACING = 0.5  # mm per pixel
@@ -78,7 +84,8 @@ def make_case(rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), landmarks
 
 
-def write(out: Path, seed: int, counts: dict[str, int]) -> dict:
+def write(out: Path, seed: int, counts: dict[str, int], overwrite: bool = False) -> dict:
+    refuse_existing(out / "datalist.json", overwrite)
     rng = np.random.RandomState(seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "landmarks").mkdir(parents=True, exist_ok=True)
@@ -109,9 +116,10 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=40)
     parser.add_argument("--validation", type=int, default=10)
     parser.add_argument("--test", type=int, default=10)
+    parser.add_argument("--overwrite", action="store_true", help="replace the data set in --out")
     args = parser.parse_args()
     counts = {"training": args.train, "validation": args.validation, "test": args.test}
-    datalist = write(Path(args.out), args.seed, counts)
+    datalist = write(Path(args.out), args.seed, counts, args.overwrite)
     print(json.dumps({split: len(items) for split, items in datalist.items()}))
 
 

@@ -17,10 +17,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.workflow import refuse_existing  # noqa: E402
 
 NUM_LANDMARKS = 6
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -49,7 +54,8 @@ def read_label(path: Path, num_landmarks: int = NUM_LANDMARKS) -> np.ndarray:
     return np.asarray(points)
 
 
-def prepare(images: Path, labels: Path, out: Path, fractions=(0.7, 0.1, 0.2)) -> dict:
+def prepare(images: Path, labels: Path, out: Path, fractions=(0.7, 0.1, 0.2), overwrite: bool = False) -> dict:
+    refuse_existing(out / "datalist.json", overwrite)
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{images}: no images.")
@@ -87,8 +93,9 @@ def main() -> None:
     parser.add_argument("--labels", required=True)
     parser.add_argument("--out", default="data/chest")
     parser.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.1, 0.2])
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier preparation in --out")
     args = parser.parse_args()
-    datalist = prepare(Path(args.images), Path(args.labels), Path(args.out), args.fractions)
+    datalist = prepare(Path(args.images), Path(args.labels), Path(args.out), args.fractions, args.overwrite)
     print(json.dumps({split: len(entries) for split, entries in datalist.items()}))
 
 

@@ -32,6 +32,7 @@ from monai.transforms import LoadImage
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.transforms import SqueezeSpatiald  # noqa: E402
 from bundle.transforms.landmarks import map_points  # noqa: E402
+from bundle.workflow import refuse_existing  # noqa: E402
 
 NUM_LANDMARKS = 37
 
@@ -60,7 +61,8 @@ def world_landmarks(image_path: Path, pixels: np.ndarray) -> np.ndarray:
     return map_points(torch.as_tensor(pixels, dtype=torch.float64), image.affine, invert=False).numpy()
 
 
-def prepare(source: Path, out: Path, cv_set: int = 1, validation_every: int = 10) -> dict:
+def prepare(source: Path, out: Path, cv_set: int = 1, validation_every: int = 10, overwrite: bool = False) -> dict:
+    refuse_existing(out / "datalist.json", overwrite)
     annotations = read_annotations(source / "setup" / "all.csv")
     images = {p.stem: p for p in sorted((source / "images").glob("*.mha"))}
     if not images:
@@ -101,8 +103,9 @@ def main() -> None:
     parser.add_argument("--out", default="data/hand")
     parser.add_argument("--cv_set", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--validation_every", type=int, default=10)
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier preparation in --out")
     args = parser.parse_args()
-    datalist = prepare(Path(args.source), Path(args.out), args.cv_set, args.validation_every)
+    datalist = prepare(Path(args.source), Path(args.out), args.cv_set, args.validation_every, args.overwrite)
     print(json.dumps({split: len(entries) for split, entries in datalist.items()}))
 
 

@@ -26,9 +26,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.workflow import refuse_existing  # noqa: E402
 
 SPACING = 0.1  # mm per pixel
 NUM_LANDMARKS = 19
@@ -98,8 +103,9 @@ def load_source(source: Path) -> tuple[dict[int, Path], dict[str, dict[int, np.n
     return images, pixels
 
 
-def prepare(source: Path, out: Path, truths: list[str]) -> dict[str, dict]:
+def prepare(source: Path, out: Path, truths: list[str], overwrite: bool = False) -> dict[str, dict]:
     """Write landmark files and datalists; returns the datalists by ground truth."""
+    refuse_existing(out / "datalist.json", overwrite)
     images, pixels = load_source(source)
     datalists = {}
     for truth in truths:
@@ -135,8 +141,9 @@ def main() -> None:
     parser.add_argument("--source", required=True, help="the official distribution or ../shared/data/isbi2015")
     parser.add_argument("--out", default="data/isbi2015")
     parser.add_argument("--ground_truth", nargs="+", default=["mean", "senior"], choices=TRUTHS)
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier preparation in --out")
     args = parser.parse_args()
-    datalists = prepare(Path(args.source), Path(args.out), args.ground_truth)
+    datalists = prepare(Path(args.source), Path(args.out), args.ground_truth, args.overwrite)
     print(json.dumps({t: {s: len(e) for s, e in d.items()} for t, d in datalists.items()}))
 
 

@@ -66,3 +66,11 @@ def test_shared_layout(tmp_path):
     senior_16 = read_landmarks(tmp_path / datalists["senior"]["test2"][0]["landmarks"], 19).coordinates[15]
     challenge_16 = read_landmarks(tmp_path / datalists["challenge"]["test2"][0]["landmarks"], 19).coordinates[15]
     assert not np.allclose(senior_16, challenge_16)  # the challenge differs from senior at landmark 16 on 301-400
+
+
+def test_an_earlier_preparation_is_not_replaced_silently(tmp_path):
+    _official_fixture(tmp_path / "src")
+    prepare(tmp_path / "src", tmp_path / "out", ["mean"])
+    with pytest.raises(FileExistsError, match=r"datalist\.json exists: pass --overwrite"):
+        prepare(tmp_path / "src", tmp_path / "out", ["mean"])
+    prepare(tmp_path / "src", tmp_path / "out", ["senior"], overwrite=True)
