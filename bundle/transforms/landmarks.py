@@ -106,15 +106,25 @@ class PixelSpacingd(MapTransform):
     Args:
         keys: image keys (channel-first MetaTensors).
         spacing_key: the datalist field with the spacing.
+        default_spacing: used when an entry has no ``spacing`` (inference on bare image paths, e.g. from MONAI Label).
     """
 
-    def __init__(self, keys: KeysCollection, spacing_key: str = "spacing", allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spacing_key: str = "spacing",
+        default_spacing: Sequence[float] | None = None,
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.spacing_key = spacing_key
+        self.default_spacing = default_spacing
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         spacing = d.get(self.spacing_key)
+        if spacing is None:
+            spacing = self.default_spacing
         for key in self.key_iterator(d):
             image = d[key]
             if not isinstance(image, MetaTensor):

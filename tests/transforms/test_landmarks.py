@@ -120,3 +120,9 @@ def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram
     assert 0.9 < landmark["confidence"] <= 1.0
     with pytest.raises(FileExistsError):
         save(d)
+
+
+def test_default_spacing_serves_bare_image_paths(cephalogram_like):
+    loaded = LoadImaged("image", ensure_channel_first=True, image_only=True)({"image": cephalogram_like["image"]})
+    d = PixelSpacingd("image", default_spacing=[0.1, 0.1])(loaded)
+    torch.testing.assert_close(d["image"].affine[:2, :2], torch.diag(torch.tensor([0.1, 0.1])).double())
