@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,12 @@ def _run(workflow: ConfigWorkflow):
     result = workflow.run()
     workflow.finalize()
     return result
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _messages(error: BaseException) -> str:
@@ -174,7 +181,7 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29517",
+        f"--master_port={_free_port()}",
         "-m",
         "monai.bundle",
         "run",
