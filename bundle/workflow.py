@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Iterable
 
 __all__ = ["check_outputs", "latest_checkpoint", "refuse_existing"]
 
@@ -45,11 +46,18 @@ def check_outputs(model_path: str | os.PathLike, checkpoint_dir: str | os.PathLi
         shutil.rmtree(checkpoint_dir)
 
 
-def refuse_existing(path: str | os.PathLike, overwrite: bool) -> None:
-    """Raise if ``path`` exists and ``overwrite`` is not set: the scripts' guard against replacing earlier output.
+def refuse_existing(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    overwrite: bool,
+    hint: str = "pass --overwrite to replace it, or choose another --out.",
+) -> None:
+    """Raise if any of ``paths`` exists and ``overwrite`` is not set: the one guard against replacing earlier output
+    (scripts, evaluation and inference writers, landmark files).
 
     Raises:
-        FileExistsError: naming the path and the way out.
+        FileExistsError: naming the existing paths, followed by ``hint`` (how to get past it).
     """
-    if Path(path).exists() and not overwrite:
-        raise FileExistsError(f"{path} exists: pass --overwrite to replace it, or choose another --out.")
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}: {hint}")

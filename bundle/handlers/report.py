@@ -11,6 +11,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from bundle.metrics import summarise_errors
+from bundle.workflow import refuse_existing
 
 __all__ = ["LandmarkReportWriter"]
 
@@ -55,9 +56,7 @@ class LandmarkReportWriter:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _started(self, engine: Engine) -> None:
-        existing = [str(p) for p in self.paths if p.exists()]
-        if existing and not self.overwrite:
-            raise FileExistsError(f"{', '.join(existing)} exist: pass --overwrite true or another --output_dir.")
+        refuse_existing(self.paths, self.overwrite, "pass --overwrite true or another --output_dir.")
         self.images = []
 
     def _collect_names(self, engine: Engine) -> None:

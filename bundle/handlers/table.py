@@ -9,6 +9,8 @@ from typing import Sequence
 import torch
 from ignite.engine import Engine, Events
 
+from bundle.workflow import refuse_existing
+
 __all__ = ["LandmarkTableWriter"]
 
 
@@ -38,8 +40,7 @@ class LandmarkTableWriter:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _started(self, engine: Engine) -> None:
-        if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path} exists: pass --overwrite true or another --output_dir.")
+        refuse_existing(self.path, self.overwrite, "pass --overwrite true or another --output_dir.")
         self.rows = []
 
     def _collect(self, engine: Engine) -> None:

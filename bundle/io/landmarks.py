@@ -32,6 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
+from bundle.workflow import refuse_existing
+
 __all__ = ["Landmarks", "LandmarkFileError", "read_landmarks", "write_landmarks", "landmark_format"]
 
 FORMATS = ("csv", "json", "isbi", "fcsv", "mrk.json")
@@ -323,8 +325,7 @@ def write_landmarks(
             ``"confidence"``), and top-level fields under the key ``"_top"`` (e.g. ``{"image": ..., "spacing": ...}``).
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    refuse_existing(path, overwrite, "pass overwrite=True to replace it.")
     fmt = landmark_format(path) if fmt is None else fmt
     coords, names, visible = landmarks.coordinates, landmarks.names, landmarks.visible
     dims = landmarks.spatial_dims

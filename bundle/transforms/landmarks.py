@@ -21,6 +21,7 @@ from monai.utils import convert_to_tensor
 
 from bundle.codecs import GaussianHeatmapCodec
 from bundle.io import Landmarks, read_landmarks, write_landmarks
+from bundle.workflow import refuse_existing
 
 __all__ = [
     "AsGreyscaled",
@@ -326,9 +327,7 @@ class SaveLandmarksd(MapTransform):
             paths = [self.output_dir / f"{stem}.json", self.output_dir / f"{stem}.mrk.json"]
             if dims == 2 and self.overlay:
                 paths.append(self.output_dir / f"{stem}_overlay.png")
-            existing = [str(p) for p in paths if p.exists()]
-            if existing and not self.overwrite:
-                raise FileExistsError(f"{', '.join(existing)} exist: pass --overwrite true or another --output_dir.")
+            refuse_existing(paths, self.overwrite, "pass --overwrite true or another --output_dir.")
             landmarks = Landmarks(torch.as_tensor(d[key]).double().numpy(), self.landmark_names)
             pixels = torch.as_tensor(d[f"{self.prefix}pixels"]).double()
             extra = {
