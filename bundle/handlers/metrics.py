@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from ignite.engine import Engine
 from monai.handlers import IgniteMetricHandler
 
 from bundle.metrics import MeanRadialError, SuccessfulDetectionRate
@@ -30,7 +31,12 @@ class MeanRadialErrorHandler(IgniteMetricHandler):
 
 
 class SuccessfulDetectionRateHandler(IgniteMetricHandler):
-    """SDR (%) over an epoch at the given radii (one radius gives a number, several a tensor). See the MRE handler."""
+    """SDR (%) over an epoch at the given radii. See the MRE handler.
+
+    One radius puts one number under the attached name. Several put one number per radius under
+    ``f"{name}_{radius:g}mm"`` (e.g. ``val_sdr_2.5mm``), so that MONAI's StatsHandler prints and TensorBoard plots each
+    (a tensor would print as ``tensor([...])`` and cannot be plotted).
+    """
 
     def __init__(
         self,
@@ -44,3 +50,12 @@ class SuccessfulDetectionRateHandler(IgniteMetricHandler):
             radii=radii, reduction="mean", normalize_pair=normalize_pair, normalize_length=normalize_length
         )
         super().__init__(metric_fn=metric, output_transform=output_transform, save_details=save_details)
+        self.radii = [float(r) for r in radii]
+
+    def completed(self, engine: Engine, name: str) -> None:
+        if len(self.radii) == 1:
+            super().completed(engine, name)
+            return
+        values = self.compute()
+        for radius, value in zip(self.radii, values):
+            engine.state.metrics[f"{name}_{radius:g}mm"] = float(value)

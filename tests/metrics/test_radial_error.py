@@ -60,7 +60,10 @@ def test_ignite_handlers_on_an_engine():
     engine = Engine(lambda engine, batch: batch)
     MeanRadialErrorHandler().attach(engine, "mre")
     SuccessfulDetectionRateHandler(radii=[2.0]).attach(engine, "sdr_2mm")
+    SuccessfulDetectionRateHandler(radii=[2.0, 4.5]).attach(engine, "sdr")
     engine.run(batches)
+    assert engine.state.metrics["sdr_4.5mm"] == pytest.approx(100.0) and "sdr" not in engine.state.metrics
+    assert engine.state.metrics["sdr_2mm"] == pytest.approx(100 * 6 / 9)  # the several-radii one agrees
     expected = (6 * 2**0.5 + 3 * 18**0.5) / 9
     assert engine.state.metrics["mre"] == pytest.approx(expected)
     assert engine.state.metrics["sdr_2mm"] == pytest.approx(100 * 6 / 9)
