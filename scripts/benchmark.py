@@ -3,18 +3,26 @@
 Measures, on the machine it runs on:
 
 - ``end_to_end``: inference for one 1935 x 2400 image (an ISBI-sized radiograph; a synthetic PNG unless ``--image``):
-  reading, preprocessing (to the 416 x 512 grid), network and decoding (sigmoid, DARK, back to mm), each the median
-  of ``--repeats`` runs after one warm-up, with the paper-sized network of ``configs/isbi2015.json`` on the CPU;
-- ``stages``: each CoorTransformer block of that network, at the input it gets for a 1 x 1 x 512 x 416 image:
-  forward time and peak memory with ``scaled_dot_product_attention`` and with the explicit-matrix reference
+  reading, preprocessing, network and decoding (to landmarks in mm), each the median of ``--repeats`` runs after one
+  warm-up, on the CPU, for three models in the same run: the paper-sized CoorTransformer detector
+  (``configs/isbi2015.json``, 416 x 512 grid), the CPU-budget one (``isbi2015.json`` + ``isbi2015_cpu.json``,
+  160 x 192 grid) and, when the ``landmarker`` package is importable, its ``OriginalSpatialConfigurationNet`` (Payer's
+  SCN) at the paper-sized input, with the same reading and preprocessing and landmarker's local soft-argmax decoder;
+- ``stages``: each CoorTransformer block of the paper-sized network, at the input it gets for a 1 x 1 x 512 x 416
+  image: forward time and peak memory with ``scaled_dot_product_attention`` and with the explicit-matrix reference
   (:func:`bundle.networks.explicit_attention`). Peak memory is the largest single allocation seen by the profiler on
-  the CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
+  the CPU, ``torch.cuda.max_memory_allocated`` on CUDA;
+- ``cuda`` (only where CUDA is available): network throughput in images/s at batch 1, 16 and 64 in float32 and
+  bfloat16 (autocast) for the paper-sized detector and landmarker's SCN, and training throughput (Adam, central loss)
+  with its peak memory, at the 416 x 512 grid.
 
-CUDA throughput (batch 1, 16, 64 in float32 and bfloat16, training) and the comparison with landmarker's SCN are not
-measured by this script yet: they need a GPU machine and the landmarker package.
+Weights do not change timings, so the networks keep their initial weights.
 
-Usage: python scripts/benchmark.py [--repeats 5] [--device cpu] [--checkpoint models/model.pt] [--image x.png]
-                                   [--markdown docs/benchmarks.md]
+landmarker is not a dependency of the bundle (its requirements pin an older SciPy); for the comparison, install its
+pure-Python package beside ours without its dependencies:
+``pip install --no-deps --target /tmp/landmarker landmarker==0.4.1`` and run with ``PYTHONPATH=/tmp/landmarker``.
+
+Usage: python scripts/benchmark.py [--repeats 5] [--device cpu] [--image x.png] [--markdown docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -39,15 +47,21 @@ from torch.profiler import ProfilerActivity, profile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bundle import CoorTransformerBlock  # noqa: E402
+from bundle.losses import CentralLoss  # noqa: E402
 from bundle.networks import explicit_attention  # noqa: E402
 from bundle.transforms import DecodeLandmarksd  # noqa: E402
+from bundle.transforms.landmarks import map_points  # noqa: E402
 
 SIZE = (1935, 2400)  # width x height
+PAPER = ("isbi2015.json",)
+CPU_BUDGET = ("isbi2015.json", "isbi2015_cpu.json")
+CUDA_BATCHES = (1, 16, 64)
+CUDA_TRAIN_BATCH = 8
 
 
-def _parser() -> ConfigParser:
+def _parser(overlays) -> ConfigParser:
     parser = ConfigParser()
-    parser.read_config([str(REPO / "configs" / "inference.json"), str(REPO / "configs" / "isbi2015.json")])
+    parser.read_config([str(REPO / "configs" / "inference.json")] + [str(REPO / "configs" / o) for o in overlays])
     parser["bundle_root"] = str(REPO)
     parser["device"] = "$torch.device('cpu')"
     return parser
@@ -63,14 +77,39 @@ def _median_seconds(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def end_to_end(image_path: str, repeats: int, checkpoint: str | None) -> dict:
-    parser = _parser()
+def landmarker_scn(num_landmarks: int):
+    """landmarker's OriginalSpatialConfigurationNet and a decoder (local soft-argmax, then grid -> mm as ours).
+
+    Returns ``(network, decode)``; raises ImportError when landmarker is not importable."""
+    from landmarker.heatmap.decoder import heatmap_to_coord
+    from landmarker.models import OriginalSpatialConfigurationNet
+
+    network = OriginalSpatialConfigurationNet(in_channels=1, out_channels=num_landmarks)
+
+    def decode(prepared: dict, output: torch.Tensor) -> torch.Tensor:
+        grid = heatmap_to_coord(output, method="local_soft_argmax")[0]  # (K, 2) in array order (x, y)
+        return map_points(grid.double(), prepared["image"].affine, invert=False)
+
+    return network, decode
+
+
+def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, decode=None) -> dict:
+    """Read, preprocess, network and decode for one image on the CPU; seconds are medians of ``repeats`` runs.
+
+    ``overlays`` pick the preprocessing (grid) and, unless ``network`` is given, the network. ``decode(prepared,
+    output) -> (K, D) world mm`` replaces our decoding (sigmoid, DARK, grid -> mm) when given."""
+    parser = _parser(overlays)
     steps = parser.get_parsed_content("preprocessing_base", instantiate=True)
     load, preprocess = steps[0], steps[1:]
-    network = parser.get_parsed_content("network_def").eval()
-    if checkpoint:
-        network.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-    decode = DecodeLandmarksd("pred", ref_key="image")
+    if network is None:
+        network = parser.get_parsed_content("network_def")
+    network = network.eval()
+    if decode is None:
+        ours = DecodeLandmarksd("pred", ref_key="image")
+
+        def decode(prepared, output):
+            return ours({**prepared, "pred": torch.sigmoid(output[0])})["pred_landmarks"]
+
     entry = {"image": image_path, "spacing": [0.1, 0.1]}
 
     def run_preprocess(data):
@@ -82,16 +121,101 @@ def end_to_end(image_path: str, repeats: int, checkpoint: str | None) -> dict:
     prep_s, prepared = _median_seconds(lambda: run_preprocess(dict(loaded)), repeats)
     batch = prepared["image"][None]
     with torch.inference_mode():
-        net_s, logits = _median_seconds(lambda: network(batch), repeats)
-    decode_s, decoded = _median_seconds(lambda: decode({**prepared, "pred": torch.sigmoid(logits[0])}), repeats)
+        net_s, output = _median_seconds(lambda: network(batch), repeats)
+    decode_s, landmarks = _median_seconds(lambda: decode(prepared, output), repeats)
     return {
+        "configs": list(overlays),
+        "parameters": sum(p.numel() for p in network.parameters()),
         "image_size": list(SIZE),
         "grid": list(prepared["image"].shape[1:]),
         "threads": torch.get_num_threads(),
         "seconds": {"read": read_s, "preprocess": prep_s, "network": net_s, "decode": decode_s},
         "total_seconds": read_s + prep_s + net_s + decode_s,
-        "landmarks": int(decoded["pred_landmarks"].shape[0]),
+        "landmarks": int(landmarks.shape[0]),
     }
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _images_per_second(step, batch: int, device: torch.device, repeats: int) -> float:
+    step()  # warm-up (cuDNN autotuning, lazy allocation)
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    _synchronize(device)
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_mib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+
+
+def throughput(
+    network: torch.nn.Module,
+    device: torch.device,
+    grid=(416, 512),
+    batches=CUDA_BATCHES,
+    train_batch: int | None = CUDA_TRAIN_BATCH,
+    repeats: int = 10,
+) -> dict:
+    """Network images/s (inference mode) per batch size in float32 and bfloat16 autocast, and, if ``train_batch``,
+    training images/s (forward, central loss, backward, Adam step) with the peak memory (CUDA only; None on the CPU).
+
+    ``grid`` is the input's spatial size in MONAI's order (x, y); the network's weights are irrelevant to timing."""
+    network = network.to(device)
+    rows = {"inference": [], "training": []}
+    for dtype in (torch.float32, torch.bfloat16):
+        autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+        network.eval()
+        for batch in batches:
+            x = torch.randn(batch, 1, *grid, device=device)
+            _reset_peak(device)
+            with torch.inference_mode(), autocast:
+                rate = _images_per_second(lambda: network(x), batch, device, repeats)
+            rows["inference"].append(
+                {
+                    "dtype": str(dtype).split(".")[-1],
+                    "batch": batch,
+                    "images_per_s": rate,
+                    "peak_mib": _peak_mib(device),
+                }
+            )
+        if train_batch:
+            network.train()
+            optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
+            loss_function = CentralLoss()
+            x = torch.randn(train_batch, 1, *grid, device=device)
+            with torch.no_grad():
+                target = torch.rand_like(network(x).float())
+
+            def step():
+                optimizer.zero_grad(set_to_none=True)
+                with autocast:
+                    loss = loss_function(network(x), target)
+                loss.backward()
+                optimizer.step()
+
+            _reset_peak(device)
+            rate = _images_per_second(step, train_batch, device, repeats)
+            rows["training"].append(
+                {
+                    "dtype": str(dtype).split(".")[-1],
+                    "batch": train_batch,
+                    "images_per_s": rate,
+                    "peak_mib": _peak_mib(device),
+                }
+            )
+    return rows
 
 
 def _peak_bytes(function, device: torch.device) -> int:
@@ -108,7 +232,7 @@ def _peak_bytes(function, device: torch.device) -> int:
 
 
 def stages(repeats: int, device: torch.device) -> list[dict]:
-    network = _parser().get_parsed_content("network_def").eval().to(device)
+    network = _parser(PAPER).get_parsed_content("network_def").eval().to(device)
     inputs = {}
     blocks = [m for m in network.modules() if isinstance(m, CoorTransformerBlock)]
     hooks = [b.register_forward_hook(lambda m, args, out: inputs.setdefault(id(m), args[0])) for b in blocks]
@@ -149,22 +273,53 @@ def stages(repeats: int, device: torch.device) -> list[dict]:
     return rows
 
 
-def markdown(result: dict) -> str:
-    e = result["end_to_end"]
+def _cuda_section(repeats: int) -> dict:
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device on this machine"}
+    device = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    result = {"device": torch.cuda.get_device_name(), "grid": [416, 512]}
+    result["coortransformer_paper"] = throughput(
+        _parser(PAPER).get_parsed_content("network_def"), device, repeats=repeats
+    )
+    try:
+        network, _ = landmarker_scn(19)
+        result["landmarker_scn"] = throughput(network, device, train_batch=None, repeats=repeats)
+    except ImportError as error:
+        result["landmarker_scn"] = {"skipped": f"landmarker not importable: {error}"}
+    return result
+
+
+def _e2e_row(name: str, e: dict) -> str:
+    if "skipped" in e:
+        return f"| {name} | - | - | - | - | - | - | not measured: {e['skipped']} |"
     s = e["seconds"]
+    return (
+        f"| {name} | {e['parameters']:,} | {'x'.join(map(str, e['grid']))} | {s['read']:.3f} | {s['preprocess']:.3f} "
+        f"| {s['network']:.3f} | {s['decode']:.3f} | {e['total_seconds']:.3f} |"
+    )
+
+
+def markdown(result: dict) -> str:
+    e2e = result["end_to_end"]
+    threads = next((e["threads"] for e in e2e.values() if "threads" in e), "?")
     lines = [
         "# Benchmarks",
         "",
-        f"Measured by `{result['command']}` on {result['machine']}; torch {result['torch']}, {e['threads']} threads.",
+        f"Measured by `{result['command']}` on {result['machine']}; torch {result['torch']}, {threads} threads.",
         "",
-        "## End-to-end inference on the CPU, one 1935 x 2400 image, 416 x 512 grid, paper-sized network",
+        "## End-to-end inference on the CPU, one 1935 x 2400 image (seconds, median)",
         "",
-        "| read | preprocess | network | decode | total |",
-        "|---|---|---|---|---|",
-        f"| {s['read']:.3f} s | {s['preprocess']:.3f} s | {s['network']:.3f} s | {s['decode']:.3f} s "
-        f"| {e['total_seconds']:.3f} s |",
+        "Read (JPEG/PNG to tensor), preprocess (grey, spacing, intensity scaling, anti-aliased resize to the grid),",
+        "network, decode (to landmarks in mm). landmarker's SCN gets the same reading and preprocessing.",
         "",
-        f"## CoorTransformer stages ({result['stages_device']}), input 1 x 1 x 512 x 416",
+        "| model | parameters | grid (x by y) | read | preprocess | network | decode | total |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [_e2e_row(name, e) for name, e in e2e.items()]
+    lines += [
+        "",
+        f"## CoorTransformer stages ({result['stages_device']}), paper-sized network, input 1 x 1 x 512 x 416",
         "",
         "| stage | input | queries x keys | heads | SDPA ms | SDPA peak MiB | explicit ms | explicit peak MiB |",
         "|---|---|---|---|---|---|---|---|",
@@ -175,11 +330,29 @@ def markdown(result: dict) -> str:
             f"| {r['sdpa']['ms']:.1f} | {r['sdpa']['peak_mib']:.1f} | {r['explicit']['ms']:.1f} "
             f"| {r['explicit']['peak_mib']:.1f} |"
         )
-    lines += [
-        "",
-        "Peak memory: the largest single allocation seen by the profiler (CPU) or the CUDA peak.",
-        "Not measured yet: CUDA throughput and training, and landmarker's SCN (need a GPU machine).",
-    ]
+    lines += ["", "Peak memory: the largest single allocation seen by the profiler (CPU) or the CUDA peak.", ""]
+    cuda = result["cuda"]
+    lines += ["## CUDA throughput, 416 x 512 grid", ""]
+    if "skipped" in cuda:
+        lines.append(f"Not measured: {cuda['skipped']}. Run this script on a machine with an NVIDIA GPU.")
+    else:
+        lines += [
+            f"Device: {cuda['device']}.",
+            "",
+            "| model | mode | dtype | batch | images/s | peak MiB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("coortransformer_paper", "landmarker_scn"):
+            rows = cuda[name]
+            if "skipped" in rows:
+                lines.append(f"| {name} | - | - | - | not measured: {rows['skipped']} | - |")
+                continue
+            for mode in ("inference", "training"):
+                for r in rows[mode]:
+                    lines.append(
+                        f"| {name} | {mode} | {r['dtype']} | {r['batch']} | {r['images_per_s']:.1f} "
+                        f"| {r['peak_mib']:.0f} |"
+                    )
     return "\n".join(lines) + "\n"
 
 
@@ -187,24 +360,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="device of the stage benchmark (end to end is always CPU)")
-    parser.add_argument("--checkpoint", default=None, help="weights for the network (timing does not depend on them)")
     parser.add_argument("--image", default=None, help="a 1935 x 2400 image; a synthetic PNG by default")
     parser.add_argument("--markdown", default=None, help="also write this markdown file (e.g. docs/benchmarks.md)")
     args = parser.parse_args()
+    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         image = args.image
         if image is None:
             image = os.path.join(folder, "synthetic.png")
             pixels = np.random.default_rng(0).integers(0, 255, (SIZE[1], SIZE[0]), dtype=np.uint8)
             Image.fromarray(pixels).save(image)
+        e2e = {
+            "coortransformer_paper": end_to_end(image, args.repeats, PAPER),
+            "coortransformer_cpu_budget": end_to_end(image, args.repeats, CPU_BUDGET),
+        }
+        try:
+            network, decode = landmarker_scn(19)
+            e2e["landmarker_scn"] = end_to_end(image, args.repeats, PAPER, network, decode)
+        except ImportError as error:
+            e2e["landmarker_scn"] = {"skipped": f"landmarker not importable ({error})"}
         result = {
             "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"
             + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
             "torch": torch.__version__,
-            "end_to_end": end_to_end(image, args.repeats, args.checkpoint),
+            "end_to_end": e2e,
             "stages_device": args.device,
             "stages": stages(args.repeats, torch.device(args.device)),
+            "cuda": _cuda_section(max(args.repeats, 10)),
         }
     print(json.dumps(result, indent=2))
     if args.markdown:

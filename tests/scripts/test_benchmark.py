@@ -1,27 +1,61 @@
 """The benchmark runs and reports what it says (no timing is asserted: speed is measured, not tested)."""
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
-from scripts.benchmark import SIZE, end_to_end, markdown, stages
+from bundle import CoorTransformerDetector
+from scripts.benchmark import CPU_BUDGET, PAPER, SIZE, end_to_end, landmarker_scn, markdown, stages, throughput
 
 
-def test_benchmark_runs_and_sdpa_matches_the_explicit_reference(tmp_path):
-    image = tmp_path / "ceph.png"
+@pytest.fixture(scope="module")
+def ceph(tmp_path_factory):
+    image = tmp_path_factory.mktemp("bench") / "ceph.png"
     Image.fromarray(np.zeros((SIZE[1], SIZE[0]), np.uint8)).save(image)
-    timing = end_to_end(str(image), repeats=1, checkpoint=None)
-    assert timing["grid"] == [416, 512] and timing["landmarks"] == 19
+    return str(image)
+
+
+def test_end_to_end_and_stages(ceph):
+    timing = end_to_end(ceph, repeats=1, overlays=PAPER)
+    assert timing["grid"] == [416, 512] and timing["landmarks"] == 19 and timing["parameters"] == 4532699
     assert set(timing["seconds"]) == {"read", "preprocess", "network", "decode"}
-    rows = stages(repeats=1, device=__import__("torch").device("cpu"))
+    small = end_to_end(ceph, repeats=1, overlays=CPU_BUDGET)
+    assert small["grid"] == [160, 192] and small["landmarks"] == 19 and small["parameters"] < timing["parameters"]
+    rows = stages(repeats=1, device=torch.device("cpu"))
     assert [r["heads"] for r in rows] == [8, 4, 2, 1] and all(r["keys"] == 832 for r in rows)
     assert all(r["max_abs_difference"] < 1e-3 for r in rows)
     assert all(r["sdpa"]["peak_mib"] < r["explicit"]["peak_mib"] for r in rows)
+    net = CoorTransformerDetector(2, 1, 3, (8, 16, 16), num_heads=(1, 1), kv_strides=(1, 2))
+    speed = throughput(net, torch.device("cpu"), grid=(32, 16), batches=(1, 2), train_batch=2, repeats=1)
+    assert [(r["dtype"], r["batch"]) for r in speed["inference"]] == [
+        ("float32", 1),
+        ("float32", 2),
+        ("bfloat16", 1),
+        ("bfloat16", 2),
+    ]
+    assert [r["dtype"] for r in speed["training"]] == ["float32", "bfloat16"]
+    assert all(r["images_per_s"] > 0 and r["peak_mib"] is None for r in speed["inference"] + speed["training"])
     result = {
         "command": "c",
         "machine": "m",
         "torch": "t",
-        "end_to_end": timing,
+        "end_to_end": {"paper": timing, "cpu": small, "landmarker_scn": {"skipped": "not installed"}},
         "stages_device": "cpu",
         "stages": rows,
+        "cuda": {"skipped": "no CUDA device"},
     }
-    assert "| stage |" in markdown(result)
+    text = markdown(result)
+    assert "| stage |" in text and "not measured: not installed" in text and "Not measured: no CUDA device" in text
+    for mode in speed.values():
+        for r in mode:
+            r["peak_mib"] = 1.0
+    result["cuda"] = {"device": "GPU", "coortransformer_paper": speed, "landmarker_scn": {"skipped": "x"}}
+    assert "| coortransformer_paper | training | bfloat16 | 2 |" in markdown(result)
+
+
+def test_landmarker_scn_end_to_end(ceph):
+    pytest.importorskip("landmarker", reason="landmarker not installed (pip install --no-deps landmarker==0.4.1)")
+    network, decode = landmarker_scn(19)
+    timing = end_to_end(ceph, repeats=1, overlays=PAPER, network=network, decode=decode)
+    assert timing["grid"] == [416, 512] and timing["landmarks"] == 19 and timing["parameters"] > 1e6
