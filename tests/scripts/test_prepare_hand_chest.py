@@ -76,7 +76,13 @@ def test_chest_malformed_labels(tmp_path, text, message):
 def test_overlays_build_with_train_and_inference(tmp_path):
     from monai.bundle import ConfigParser
 
-    overlays = (["isbi2015.json"], ["isbi2015.json", "isbi2015_cpu.json"], ["hand.json"], ["chest.json"], ["afids3d.json"])
+    overlays = (
+        ["isbi2015.json"],
+        ["isbi2015.json", "isbi2015_cpu.json"],
+        ["hand.json"],
+        ["chest.json"],
+        ["afids3d.json"],
+    )
     for overlay in overlays:
         for base in ("train.json", "inference.json"):
             parser = ConfigParser()
