@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from monai.transforms import LoadImage
 
-from bundle.io import LandmarkFileError, read_landmarks
-from bundle.transforms.landmarks import NO_GEOMETRY_SUFFIXES, PixelSpacingd, SqueezeSpatiald, map_points
+from .io import LandmarkFileError, read_landmarks
+from .transforms.landmarks import NO_GEOMETRY_SUFFIXES, PixelSpacingd, SqueezeSpatiald, map_points
 
 __all__ = ["load_datalist", "check_datalist", "inference_list"]
 

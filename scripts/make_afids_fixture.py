@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -55,11 +54,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     name = f"tpl-MNI152NLin2009cAsym_res-{args.factor:02d}mm_T1w.nii.gz"
     nib.save(block_average(nib.load(source / TEMPLATE), args.factor), out / name)
-    shutil.copyfile(source / FIDUCIALS, out / "afids_groundtruth.fcsv")
-    shutil.copyfile(source / "TEMPLATE_LICENSE.txt", out / "TEMPLATE_LICENSE.txt")
+    # text copied as is, but for trailing spaces and a missing final newline (the model zoo's pre-commit checks)
+    for source_name, name_out in (
+        (FIDUCIALS, "afids_groundtruth.fcsv"),
+        ("TEMPLATE_LICENSE.txt", "TEMPLATE_LICENSE.txt"),
+    ):
+        lines = (source / source_name).read_text().splitlines()
+        (out / name_out).write_text("".join(line.rstrip() + "\n" for line in lines))
     entry = {"image": name, "landmarks": "afids_groundtruth.fcsv"}
     datalist = {"training": [entry], "validation": [entry], "test": [entry]}
-    (out / "datalist.json").write_text(json.dumps(datalist, indent=1))
+    (out / "datalist.json").write_text(json.dumps(datalist, indent=4) + "\n")
     print(json.dumps({"image": str(out / name), "shape": list(nib.load(out / name).shape)}))
 
 

@@ -105,7 +105,7 @@ def write(out: Path, seed: int, counts: dict[str, int], overwrite: bool = False)
             datalist[split].append(
                 {"image": f"images/{stem}.png", "landmarks": f"landmarks/{stem}.csv", "spacing": [SPACING, SPACING]}
             )
-    (out / "datalist.json").write_text(json.dumps(datalist, indent=1) + "\n")
+    (out / "datalist.json").write_text(json.dumps(datalist, indent=4) + "\n")
     return datalist
 
 

@@ -83,7 +83,7 @@ def prepare(images: Path, labels: Path, out: Path, fractions=(0.7, 0.1, 0.2), ov
         "validation": entries[n_train : n_train + n_validation],
         "test": entries[n_train + n_validation :],
     }
-    (out / "datalist.json").write_text(json.dumps(datalist, indent=1) + "\n")
+    (out / "datalist.json").write_text(json.dumps(datalist, indent=4) + "\n")
     return datalist
 
 

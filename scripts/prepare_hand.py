@@ -93,7 +93,7 @@ def prepare(source: Path, out: Path, cv_set: int = 1, validation_every: int = 10
         "validation": [entry(i) for i in train if i in held_out],
         "test": [entry(i) for i in test],
     }
-    (out / "datalist.json").write_text(json.dumps(datalist, indent=1) + "\n")
+    (out / "datalist.json").write_text(json.dumps(datalist, indent=4) + "\n")
     return datalist
 
 

@@ -66,6 +66,8 @@ def _official(source: Path) -> tuple[dict[int, Path], dict[str, dict[int, np.nda
     images = {}
     for folder, (first, last) in OFFICIAL_FOLDERS.items():
         for path in sorted((source / "RawImage" / folder).glob("*.bmp")):
+            if not first <= int(path.stem) <= last:
+                raise ValueError(f"{path}: image {path.stem} does not belong in {folder} ({first:03d}-{last:03d}).")
             images[int(path.stem)] = path
     pixels = {}
     for doctor in ("senior", "junior"):
@@ -130,7 +132,7 @@ def prepare(source: Path, out: Path, truths: list[str], overwrite: bool = False)
                 }
                 for i in ids
             ]
-        (out / f"datalist_{truth}.json").write_text(json.dumps(datalist, indent=1) + "\n")
+        (out / f"datalist_{truth}.json").write_text(json.dumps(datalist, indent=4) + "\n")
         datalists[truth] = datalist
     (out / "datalist.json").write_text((out / f"datalist_{truths[0]}.json").read_text())
     return datalists

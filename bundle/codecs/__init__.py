@@ -1,5 +1,5 @@
 """Heatmap encoding and decoding."""
 
-from bundle.codecs.heatmap import GaussianHeatmapCodec
+from .heatmap import GaussianHeatmapCodec
 
 __all__ = ["GaussianHeatmapCodec"]

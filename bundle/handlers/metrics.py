@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 from ignite.engine import Engine
 from monai.handlers import IgniteMetricHandler
 
-from bundle.metrics import MeanRadialError, SuccessfulDetectionRate
+from ..metrics import MeanRadialError, SuccessfulDetectionRate
 
 __all__ = ["MeanRadialErrorHandler", "SuccessfulDetectionRateHandler"]
 

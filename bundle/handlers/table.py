@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from ignite.engine import Engine, Events
 
-from bundle.workflow import refuse_existing
+from ..workflow import refuse_existing
 
 __all__ = ["LandmarkTableWriter"]
 

@@ -1,5 +1,5 @@
 """Landmark file input and output."""
 
-from bundle.io.landmarks import LandmarkFileError, Landmarks, landmark_format, read_landmarks, write_landmarks
+from .landmarks import LandmarkFileError, Landmarks, landmark_format, read_landmarks, write_landmarks
 
 __all__ = ["LandmarkFileError", "Landmarks", "landmark_format", "read_landmarks", "write_landmarks"]

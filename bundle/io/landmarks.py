@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bundle.workflow import refuse_existing
+from ..workflow import refuse_existing
 
 __all__ = ["Landmarks", "LandmarkFileError", "read_landmarks", "write_landmarks", "landmark_format"]
 
@@ -47,9 +47,12 @@ class LandmarkFileError(ValueError):
     """A landmark file that cannot be read as asked: the message names the file and the line (1-based)."""
 
     def __init__(self, path: str | os.PathLike, message: str, line: int | None = None):
-        where = f"{path}" if line is None else f"{path}, line {line}"
-        super().__init__(f"{where}: {message}")
-        self.path, self.line = str(path), line
+        super().__init__(path, message, line)  # all arguments, so that pickling and copying rebuild the error
+        self.path, self.message, self.line = str(path), message, line
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}, line {self.line}"
+        return f"{where}: {self.message}"
 
 
 @dataclass

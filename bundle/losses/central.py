@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
-from bundle.losses._reduction import reduce_heatmap_loss
+from ._reduction import reduce_heatmap_loss
 
 __all__ = ["CentralLoss"]
 

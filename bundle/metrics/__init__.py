@@ -1,6 +1,6 @@
 """Landmark metrics."""
 
-from bundle.metrics.radial_error import MeanRadialError, SuccessfulDetectionRate, radial_errors
-from bundle.metrics.summary import summarise_errors
+from .radial_error import MeanRadialError, SuccessfulDetectionRate, radial_errors
+from .summary import summarise_errors
 
 __all__ = ["MeanRadialError", "SuccessfulDetectionRate", "radial_errors", "summarise_errors"]

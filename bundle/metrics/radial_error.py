@@ -97,7 +97,7 @@ class MeanRadialError(_RadialErrorMetric):
         >>> metric.summary()["std"]
     """
 
-    def __init__(
+    def __init__(  # noqa: B042 - a metric named after the mean radial error, not an exception class
         self, reduction: str = "mean", normalize_pair: Sequence[int] | None = None, normalize_length: float = 50.0
     ):
         super().__init__(normalize_pair, normalize_length)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from bundle.metrics.radial_error import MeanRadialError, SuccessfulDetectionRate
+from .radial_error import MeanRadialError, SuccessfulDetectionRate
 
 __all__ = ["summarise_errors"]
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 from monai.networks.blocks import ChannelSELayer
 from monai.networks.layers.factories import Conv
 
-from bundle.networks.coor_transformer import CoorTransformerBlock
+from .coor_transformer import CoorTransformerBlock
 
 __all__ = ["ATTENTION_KINDS", "make_attention_block", "ChannelSpatialAttention"]
 

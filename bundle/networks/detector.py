@@ -9,7 +9,7 @@ import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 
-from bundle.networks.attention import ChannelSpatialAttention, make_attention_block
+from .attention import ChannelSpatialAttention, make_attention_block
 
 __all__ = ["CoorTransformerDetector"]
 

@@ -1,6 +1,6 @@
 """MONAI dictionary transforms for landmarks."""
 
-from bundle.transforms.landmarks import (
+from .landmarks import (
     AsGreyscaled,
     DecodeLandmarksd,
     GaussianHeatmapd,

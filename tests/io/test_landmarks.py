@@ -79,12 +79,12 @@ def test_slicer_lps_is_converted_to_ras(tmp_path):
 
 def test_malformed_files_name_the_file_and_line(tmp_path):
     lines = _isbi_lines()
+    lines[2] = "837,abc"
     with pytest.raises(LandmarkFileError, match=r"001\.txt, line 3: y is 'abc'"):
-        lines[2] = "837,abc"
         read_landmarks(_isbi_file(tmp_path, lines), spacing=(0.1, 0.1))
+    lines = _isbi_lines()
+    lines[4] = "nan,3"
     with pytest.raises(LandmarkFileError, match=r"001\.txt, line 5: x is 'nan', not a finite number"):
-        lines = _isbi_lines()
-        lines[4] = "nan,3"
         read_landmarks(_isbi_file(tmp_path, lines), spacing=(0.1, 0.1))
     with pytest.raises(LandmarkFileError, match=r"001\.txt: has 10 lines; expected at least 19"):
         read_landmarks(_isbi_file(tmp_path, _isbi_lines()[:10]), spacing=(0.1, 0.1))
@@ -134,3 +134,14 @@ def test_afids_ground_truth_reads_and_round_trips(tmp_path):
         back = read_landmarks(write_landmarks(tmp_path / f"afids{suffix}", landmarks), num_landmarks=32)
         np.testing.assert_array_equal(back.coordinates, landmarks.coordinates)
         assert back.names == landmarks.names
+
+
+def test_landmark_file_errors_survive_pickling_and_copying():
+    import copy
+    import pickle
+
+    error = LandmarkFileError("a/001.txt", "y is 'abc', not a number.", 3)
+    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert str(clone) == str(error) == "a/001.txt, line 3: y is 'abc', not a number."
+        assert (clone.path, clone.line) == ("a/001.txt", 3) and isinstance(clone, ValueError)
+    assert str(LandmarkFileError("b.csv", "file not found.")) == "b.csv: file not found."
