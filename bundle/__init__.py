@@ -12,21 +12,22 @@ Example: ISBI 2015 image 001, landmark 1 (sella), senior annotation: pixel (x, y
 row 996; world (83.5, 99.6) mm at 0.1 mm/px.
 """
 
-from bundle import transforms
-from bundle.codecs import GaussianHeatmapCodec
-from bundle.data import check_datalist, inference_list, load_datalist
-from bundle.handlers import (
+from . import transforms
+from .codecs import GaussianHeatmapCodec
+from .data import check_datalist, inference_list, load_datalist
+from .handlers import (
     BestModelSaver,
     LandmarkReportWriter,
     LandmarkTableWriter,
     MeanRadialErrorHandler,
+    PeriodicValidationHandler,
     SuccessfulDetectionRateHandler,
 )
-from bundle.io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
-from bundle.losses import CentralLoss, HeatmapFocalLoss
-from bundle.metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
-from bundle.networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
-from bundle.workflow import check_outputs, latest_checkpoint, refuse_existing
+from .io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
+from .losses import CentralLoss, HeatmapFocalLoss
+from .metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
+from .networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
+from .workflow import check_outputs, latest_checkpoint, refuse_existing
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "Landmarks",
     "MeanRadialError",
     "MeanRadialErrorHandler",
+    "PeriodicValidationHandler",
     "SuccessfulDetectionRate",
     "SuccessfulDetectionRateHandler",
     "check_datalist",

@@ -5,9 +5,10 @@ Measures, on the machine it runs on:
 - ``end_to_end``: inference for one 1935 x 2400 image (an ISBI-sized radiograph; a synthetic PNG unless ``--image``):
   reading, preprocessing, network and decoding (to landmarks in mm), each the median of ``--repeats`` runs after one
   warm-up, on the CPU, for three models in the same run: the paper-sized CoorTransformer detector
-  (``configs/isbi2015.json``, 416 x 512 grid), the CPU-budget one (``isbi2015.json`` + ``isbi2015_cpu.json``,
-  160 x 192 grid) and, when the ``landmarker`` package is importable, its ``OriginalSpatialConfigurationNet`` (Payer's
-  SCN) at the paper-sized input, with the same reading and preprocessing and landmarker's local soft-argmax decoder;
+  (``configs/inference.json`` + ``configs/isbi2015_paper.json``, 416 x 512 grid), the shipped CPU-budget one
+  (``configs/inference.json`` alone, 160 x 192 grid) and, when the ``landmarker`` package is importable, its
+  ``OriginalSpatialConfigurationNet`` (Payer's SCN) at the paper-sized input, with the same reading and preprocessing
+  and landmarker's local soft-argmax decoder;
 - ``stages``: each CoorTransformer block of the paper-sized network, at the input it gets for a 1 x 1 x 512 x 416
   image: forward time and peak memory with ``scaled_dot_product_attention`` and with the explicit-matrix reference
   (:func:`bundle.networks.explicit_attention`). Peak memory is the largest single allocation seen by the profiler on
@@ -53,8 +54,8 @@ from bundle.transforms import DecodeLandmarksd  # noqa: E402
 from bundle.transforms.landmarks import map_points  # noqa: E402
 
 SIZE = (1935, 2400)  # width x height
-PAPER = ("isbi2015.json",)
-CPU_BUDGET = ("isbi2015.json", "isbi2015_cpu.json")
+PAPER = ("isbi2015_paper.json",)
+CPU_BUDGET = ()  # configs/inference.json alone: the shipped model
 CUDA_BATCHES = (1, 16, 64)
 CUDA_TRAIN_BATCH = 8
 

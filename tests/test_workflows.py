@@ -49,9 +49,12 @@ def _workflow(configs, workflow_type, root: Path, **overrides) -> ConfigWorkflow
     )
 
 
-def _network(config: str) -> torch.nn.Module:
+DEMO = ["train.json", "demo.json"]  # the README's demo training
+
+
+def _network(*configs: str) -> torch.nn.Module:
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / config))
+    parser.read_config([str(CONFIGS / c) for c in configs])
     parser["network_def#features"] = SMALL["network_def#features"]
     return parser.get_parsed_content("network_def")
 
@@ -96,26 +99,33 @@ def trained(tmp_path_factory) -> Path:
     """A tiny data set and one epoch of training on it."""
     root = tmp_path_factory.mktemp("bundle")
     write_demo_data(root / "data", seed=1, counts={"training": 4, "validation": 2, "test": 2})
-    _run(_workflow(["train.json"], "train", root))
+    _run(_workflow(DEMO, "train", root))
     return root
 
 
 def test_training_writes_a_flat_state_dict_and_a_resume_checkpoint(trained):
     state = torch.load(trained / "models" / "model.pt", map_location="cpu", weights_only=True)
-    assert set(state) == set(_network("train.json").state_dict())
+    assert set(state) == set(_network(*DEMO).state_dict())
     assert (trained / "runs" / "checkpoints" / "resume_checkpoint_epoch=1.pt").exists()
     assert list((trained / "runs").glob("events.out.tfevents.*"))
 
 
+def test_a_training_shorter_than_the_validation_interval_still_writes_a_model(tmp_path, trained):
+    shutil.copytree(trained / "data", tmp_path / "data")
+    _run(_workflow(DEMO, "train", tmp_path, max_epochs=2, val_interval=5))
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert set(state) == set(_network(*DEMO).state_dict())
+
+
 def test_a_fresh_training_does_not_overwrite_earlier_results(trained):
     with pytest.raises(Exception) as raised:
-        _run(_workflow(["train.json"], "train", trained))
+        _run(_workflow(DEMO, "train", trained))
     assert "already exist: pass --resume true" in _messages(raised.value)
 
 
 def test_a_stopped_training_resumes_and_continues_the_epoch_count(trained, tmp_path):
     shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
-    workflow = _workflow(["train.json"], "train", tmp_path, resume=True, max_epochs=3)
+    workflow = _workflow(DEMO, "train", tmp_path, resume=True, max_epochs=3)
     workflow.initialize()
     epochs = []
     workflow.trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs.append(engine.state.epoch))
@@ -125,21 +135,25 @@ def test_a_stopped_training_resumes_and_continues_the_epoch_count(trained, tmp_p
 
 
 def test_evaluate_writes_per_image_errors_and_a_report(trained, tmp_path):
-    _run(_workflow(["train.json", "evaluate.json"], "eval", trained, output_dir=str(tmp_path)))
+    _run(_workflow([*DEMO, "evaluate.json"], "eval", trained, output_dir=str(tmp_path)))
     rows = (tmp_path / "landmark_errors.csv").read_text().splitlines()
-    assert rows[0].split(",")[1:] == json.loads((CONFIGS / "train.json").read_text())["landmark_names"]
+    assert rows[0].split(",")[1:] == json.loads((CONFIGS / "demo.json").read_text())["landmark_names"]
     assert len(rows) == 1 + 2  # two test images
     report = json.loads((tmp_path / "landmark_report.json").read_text())
     assert report["images"] == 2 and set(report["sdr"]) == {"2", "2.5", "3", "4"} and len(report["per_landmark"]) == 6
     with pytest.raises(Exception) as raised:
-        _run(_workflow(["train.json", "evaluate.json"], "eval", trained, output_dir=str(tmp_path)))
+        _run(_workflow([*DEMO, "evaluate.json"], "eval", trained, output_dir=str(tmp_path)))
     assert "landmark_errors.csv" in _messages(raised.value) and "--overwrite true" in _messages(raised.value)
 
 
 def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path):
     _run(
         _workflow(
-            ["inference.json"], "infer", trained, dataset_dir=str(trained / "data" / "images"), output_dir=str(tmp_path)
+            ["inference.json", "demo.json"],
+            "infer",
+            trained,
+            dataset_dir=str(trained / "data" / "images"),
+            output_dir=str(tmp_path),
         )
     )
     outputs = sorted(p for p in tmp_path.glob("*.json") if not p.name.endswith(".mrk.json"))
@@ -150,7 +164,7 @@ def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path)
     result = json.loads(outputs[0].read_text())
     slicer = read_landmarks(tmp_path / outputs[0].name.replace(".json", ".mrk.json"), 6, spatial_dims=2)
     assert slicer.coordinates.tolist() == [item["world"] for item in result["landmarks"]]
-    assert result["spacing"] == [0.5, 0.5] and len(result["landmarks"]) == 6
+    assert result["spacing"] == [0.5, 0.5] and result["spacing_assumed"] is False and len(result["landmarks"]) == 6
     for landmark in result["landmarks"]:
         assert landmark["pixel"] == pytest.approx([w / 0.5 for w in landmark["world"]])
         assert 0.0 <= landmark["confidence"] <= 1.0
@@ -159,14 +173,14 @@ def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path)
 @pytest.mark.parametrize("config, workflow_type", [("train.json", "train"), ("inference.json", "infer")])
 def test_check_properties_is_empty(config, workflow_type, trained, tmp_path):
     dataset_dir = trained / "data" if workflow_type == "train" else trained / "data" / "images"
-    workflow = _workflow([config], workflow_type, tmp_path, dataset_dir=str(dataset_dir))
+    workflow = _workflow([config, "demo.json"], workflow_type, tmp_path, dataset_dir=str(dataset_dir))
     workflow.initialize()
     assert not workflow.check_properties()
 
 
 def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path):
     shutil.copytree(trained / "data", tmp_path / "data")
-    args = ["--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"]
+    args = ["--config_file", str([str(CONFIGS / c) for c in [*DEMO, "multi_gpu_train.json"]])]
     overrides = {
         **SMALL,
         "dataset_dir": str(tmp_path / "data"),
@@ -199,7 +213,7 @@ def test_running_from_another_folder_with_bundle_root(trained, tmp_path):
         "run",
         "training",
         "--config_file",
-        str(CONFIGS / "train.json"),
+        str([str(CONFIGS / c) for c in DEMO]),
         "--bundle_root",
         str(REPO),
         "--dataset_dir",
@@ -247,12 +261,12 @@ def test_ckpt_export_to_torchscript(trained, tmp_path):
         "--meta_file",
         "configs/metadata.json",
         "--config_file",
-        "configs/inference.json",
+        "['configs/inference.json','configs/demo.json']",
         "--network_def#features",
         "[8,16,32,64]",
     )
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
-    network = _network("inference.json").eval()
+    network = _network("inference.json", "demo.json").eval()
     network.load_state_dict(torch.load(trained / "models" / "model.pt", weights_only=True))
     x = torch.rand(1, 1, 32, 32)
     torch.testing.assert_close(scripted(x), network(x))
@@ -297,9 +311,13 @@ def test_required_packages_cover_what_the_bundle_imports():
                 if top in core or top in sys.stdlib_module_names:
                     continue
                 assert package_of.get(top, top) in required, f"{path.name} imports {top}, not in the metadata"
-    requirements = (REPO / "requirements.txt").read_text()
-    for package, version in metadata["required_packages_version"].items():
-        assert f"{package}=={version}" in requirements
+    # the metadata names the versions CI tests (the lock file), of packages the runtime requirements ask for
+    lock = (REPO / "requirements-lock.txt").read_text().splitlines()
+    ranges = [line.split(">")[0].split("=")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    tested = {**metadata["required_packages_version"], "monai": metadata["monai_version"]}
+    tested.update(torch=metadata["pytorch_version"], numpy=metadata["numpy_version"])
+    for package, version in tested.items():
+        assert f"{package}=={version}" in lock and package in ranges, package
 
 
 def _bad_datalist(root: Path, broken: str) -> Path:
@@ -348,7 +366,7 @@ def test_bad_entries_fail_before_training_naming_the_entry(trained, tmp_path, br
 def test_a_bad_entry_stops_the_training_workflow_before_any_epoch(trained, tmp_path):
     shutil.copytree(trained / "data", tmp_path / "data")
     _bad_datalist(tmp_path, "missing image")
-    workflow = _workflow(["train.json"], "train", tmp_path)
+    workflow = _workflow(DEMO, "train", tmp_path)
     workflow.initialize()
     with pytest.raises(Exception) as raised:
         workflow.run()

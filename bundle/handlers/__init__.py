@@ -1,14 +1,16 @@
 """Ignite handlers of the bundle."""
 
-from bundle.handlers.checkpoint import BestModelSaver
-from bundle.handlers.metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
-from bundle.handlers.report import LandmarkReportWriter
-from bundle.handlers.table import LandmarkTableWriter
+from .checkpoint import BestModelSaver
+from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
+from .report import LandmarkReportWriter
+from .table import LandmarkTableWriter
+from .validation import PeriodicValidationHandler
 
 __all__ = [
     "BestModelSaver",
     "LandmarkReportWriter",
     "LandmarkTableWriter",
     "MeanRadialErrorHandler",
+    "PeriodicValidationHandler",
     "SuccessfulDetectionRateHandler",
 ]

@@ -9,6 +9,7 @@ the same affine, and to original-image pixels through the affine recorded when t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Hashable, Mapping, Sequence
 
@@ -19,9 +20,9 @@ from monai.data.utils import to_affine_nd
 from monai.transforms import ApplyTransformToPoints, MapTransform, SqueezeDim
 from monai.utils import convert_to_tensor
 
-from bundle.codecs import GaussianHeatmapCodec
-from bundle.io import Landmarks, read_landmarks, write_landmarks
-from bundle.workflow import refuse_existing
+from ..codecs import GaussianHeatmapCodec
+from ..io import Landmarks, read_landmarks, write_landmarks
+from ..workflow import refuse_existing
 
 __all__ = [
     "AsGreyscaled",
@@ -33,6 +34,8 @@ __all__ = [
     "DecodeLandmarksd",
     "SaveLandmarksd",
 ]
+
+logger = logging.getLogger(__name__)
 
 # formats whose files carry no pixel spacing: the datalist must give it
 NO_GEOMETRY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -102,12 +105,15 @@ class PixelSpacingd(MapTransform):
     PNG/JPEG/BMP/TIFF carry no spacing (MONAI loads them with an identity affine): the datalist's ``spacing`` (mm per
     pixel, array-axis order x, y) is written into the affine's diagonal. Formats with geometry (NIfTI, MHA, DICOM) keep
     their header's affine; a ``spacing`` given beside them must agree with it (relative 1e-3), else the entry is
-    wrong and this raises. A geometry-less image without ``spacing`` raises too: millimetres would be meaningless.
+    wrong and this raises. A geometry-less image without ``spacing`` raises, unless ``default_spacing`` is set: then
+    that spacing is *assumed*, ``meta["spacing_assumed"]`` says so (``False`` otherwise) and a warning is logged once,
+    so that outputs can record it (millimetres on an assumed spacing are only as right as the assumption).
 
     Args:
         keys: image keys (channel-first MetaTensors).
         spacing_key: the datalist field with the spacing.
-        default_spacing: used when an entry has no ``spacing`` (inference on bare image paths, e.g. from MONAI Label).
+        default_spacing: assumed for geometry-less images whose entry has no ``spacing`` (inference on bare image
+            paths, e.g. the shipped cephalometric model assumes 0.1 mm/px); never applied to files with geometry.
     """
 
     def __init__(
@@ -120,12 +126,10 @@ class PixelSpacingd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.spacing_key = spacing_key
         self.default_spacing = default_spacing
+        self._warned = False
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
-        spacing = d.get(self.spacing_key)
-        if spacing is None:
-            spacing = self.default_spacing
         for key in self.key_iterator(d):
             image = d[key]
             if not isinstance(image, MetaTensor):
@@ -133,10 +137,19 @@ class PixelSpacingd(MapTransform):
             dims = image.ndim - 1
             affine = image.affine.clone().double()
             has_geometry = not _filename(image).lower().endswith(NO_GEOMETRY_SUFFIXES)
+            spacing, assumed = d.get(self.spacing_key), False
             if spacing is None and not has_geometry:
-                raise ValueError(
-                    f"{_filename(image)}: this format has no pixel spacing; give 'spacing' in the datalist."
-                )
+                if self.default_spacing is None:
+                    raise ValueError(
+                        f"{_filename(image)}: this format has no pixel spacing; give 'spacing' in the datalist."
+                    )
+                spacing, assumed = self.default_spacing, True
+                if not self._warned:
+                    logger.warning(
+                        f"{_filename(image)} has no pixel spacing: assuming {list(spacing)} mm per pixel (x, y) for "
+                        "it and every such image; outputs say 'spacing_assumed'. Give --spacing to set it."
+                    )
+                    self._warned = True
             if spacing is not None:
                 spacing_t = torch.as_tensor(spacing, dtype=torch.float64).flatten()
                 if spacing_t.numel() != dims or not bool(torch.all(spacing_t > 0)):
@@ -152,6 +165,7 @@ class PixelSpacingd(MapTransform):
                     affine[:dims, :dims] = torch.diag(spacing_t)
                     image.affine = affine
             image.meta["source_affine"] = image.affine.clone()
+            image.meta["spacing_assumed"] = assumed
             d[key] = image
         return d
 
@@ -287,10 +301,10 @@ class SaveLandmarksd(MapTransform):
     """Write each image's predicted landmarks: ``<stem>.json``, ``<stem>.mrk.json`` (3D Slicer) and, in 2D,
     ``<stem>_overlay.png`` (the original image with the numbered landmarks) in ``output_dir``.
 
-    The JSON holds ``{"image": path, "spacing": [...], "landmarks": [{"index": k, "name": ..., "world": [...] (mm),
-    "pixel": [...] (original-image pixels, x = column), "confidence": c, "visible": true}, ...]}``, from the keys that
-    :class:`DecodeLandmarksd` writes. If any of an image's files exists, nothing is written for it and this raises,
-    unless ``overwrite``.
+    The JSON holds ``{"image": path, "spacing": [...] (mm per pixel used), "spacing_assumed": bool, "landmarks":
+    [{"index": k, "name": ..., "world": [...] (mm), "pixel": [...] (original-image pixels, x = column), "confidence": c,
+    "visible": true}, ...]}``, from the keys that :class:`DecodeLandmarksd` writes. If any of an image's files exists,
+    nothing is written for it and this raises, unless ``overwrite``.
 
     Args:
         keys: the decoded world-landmark key (``pred_landmarks``); ``pred_pixels``/``pred_confidence`` sit beside it.
@@ -336,6 +350,7 @@ class SaveLandmarksd(MapTransform):
                 "_top": {
                     "image": _filename(image),
                     "spacing": torch.linalg.vector_norm(source[:dims, :dims], dim=0).tolist(),
+                    "spacing_assumed": bool(image.meta.get("spacing_assumed", False)),
                 },
             }
             write_landmarks(paths[0], landmarks, overwrite=True, extra=extra)

@@ -113,6 +113,7 @@ def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram
     save(d)
     result = json.loads((tmp_path / "out" / "001.json").read_text())
     assert result["image"].endswith("001.png") and result["spacing"] == pytest.approx([0.1, 0.1])
+    assert result["spacing_assumed"] is False
     (landmark,) = result["landmarks"]
     assert landmark["name"] == "sella" and landmark["index"] == 0
     assert landmark["pixel"] == pytest.approx(list(ISBI_POINT_PX), abs=0.01)
@@ -122,7 +123,22 @@ def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram
         save(d)
 
 
-def test_default_spacing_serves_bare_image_paths(cephalogram_like):
-    loaded = LoadImaged("image", ensure_channel_first=True, image_only=True)({"image": cephalogram_like["image"]})
-    d = PixelSpacingd("image", default_spacing=[0.1, 0.1])(loaded)
-    torch.testing.assert_close(d["image"].affine[:2, :2], torch.diag(torch.tensor([0.1, 0.1])).double())
+def test_default_spacing_serves_bare_image_paths_and_says_it_was_assumed(cephalogram_like, tmp_path, caplog):
+    load = LoadImaged("image", ensure_channel_first=True, image_only=True)
+    loaded = load({"image": cephalogram_like["image"]})
+    spacing = PixelSpacingd("image", default_spacing=[0.1, 0.2])
+    with caplog.at_level("WARNING"):
+        d = spacing(dict(loaded))
+        spacing(dict(loaded))
+    torch.testing.assert_close(d["image"].affine[:2, :2], torch.diag(torch.tensor([0.1, 0.2])).double())
+    assert d["image"].meta["spacing_assumed"] is True
+    assert [r.getMessage() for r in caplog.records if "assuming [0.1, 0.2] mm per pixel" in r.getMessage()] != []
+    assert len(caplog.records) == 1  # once per run, not once per image
+    # a spacing the entry gives is not assumed, and wins over the default
+    d = spacing({**load({"image": cephalogram_like["image"]}), "spacing": [0.3, 0.3]})
+    assert d["image"].meta["spacing_assumed"] is False and float(d["image"].affine[0, 0]) == 0.3
+    # a file with geometry keeps its own spacing: the default is never applied to it
+    nib.save(nib.Nifti1Image(np.zeros((4, 4), np.float32), np.diag([0.25, 0.25, 1.0, 1.0])), tmp_path / "x.nii.gz")
+    d = PixelSpacingd("image", default_spacing=[0.1, 0.1])(load({"image": str(tmp_path / "x.nii.gz")}))
+    assert d["image"].meta["spacing_assumed"] is False
+    torch.testing.assert_close(d["image"].affine[:2, :2], torch.diag(torch.tensor([0.25, 0.25])).double())
