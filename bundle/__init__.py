@@ -27,11 +27,12 @@ from .io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
 from .losses import CentralLoss, HeatmapFocalLoss
 from .metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from .networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
-from .workflow import check_outputs, latest_checkpoint, refuse_existing
+from .workflow import as_bool, check_outputs, latest_checkpoint, refuse_existing
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "as_bool",
     "BestModelSaver",
     "CentralLoss",
     "ChannelSpatialAttention",

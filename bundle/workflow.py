@@ -8,9 +8,31 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["check_outputs", "latest_checkpoint", "refuse_existing"]
+__all__ = ["as_bool", "check_outputs", "latest_checkpoint", "refuse_existing"]
 
 _EPOCH = re.compile(r"=(\d+)\.pt$")
+
+
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
+
+
+def as_bool(value, name: str = "value") -> bool:
+    """A switch from a config or the command line, parsed strictly.
+
+    ``python -m monai.bundle run ... --overwrite false`` hands the config the *string* ``"false"``, which Python
+    treats as true. This accepts a bool, 0 or 1, or the strings true / false / 1 / 0 (any case, surrounding spaces
+    ignored), and nothing else.
+
+    Raises:
+        ValueError: naming ``name`` and the value, for anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be true or false (or 1 / 0), got {value!r}.")
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> str:
@@ -33,6 +55,7 @@ def check_outputs(model_path: str | os.PathLike, checkpoint_dir: str | os.PathLi
     A resumed training needs a checkpoint to resume from.
     """
     model_path, checkpoint_dir = Path(model_path), Path(checkpoint_dir)
+    resume, overwrite = as_bool(resume, "resume"), as_bool(overwrite, "overwrite")
     if resume:
         latest_checkpoint(checkpoint_dir)
         return
@@ -59,5 +82,5 @@ def refuse_existing(
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     existing = [str(p) for p in paths if Path(p).exists()]
-    if existing and not overwrite:
+    if existing and not as_bool(overwrite, "overwrite"):
         raise FileExistsError(f"{', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}: {hint}")

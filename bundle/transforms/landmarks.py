@@ -22,7 +22,7 @@ from monai.utils import convert_to_tensor
 
 from ..codecs import GaussianHeatmapCodec
 from ..io import Landmarks, read_landmarks, write_landmarks
-from ..workflow import refuse_existing
+from ..workflow import as_bool, refuse_existing
 
 __all__ = [
     "AsGreyscaled",
@@ -329,7 +329,8 @@ class SaveLandmarksd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.landmark_names = [str(n) for n in landmark_names]
-        self.ref_key, self.prefix, self.overlay, self.overwrite = ref_key, prefix, overlay, overwrite
+        self.ref_key, self.prefix = ref_key, prefix
+        self.overlay, self.overwrite = as_bool(overlay, "overlay"), as_bool(overwrite, "overwrite")
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)

@@ -1,0 +1,47 @@
+"""The helpers the configs call around a run: strict switches, output protection, the checkpoint to resume from."""
+
+from __future__ import annotations
+
+import pytest
+
+from bundle import as_bool, check_outputs, latest_checkpoint, refuse_existing
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(True, True), (False, False), (1, True), (0, False), ("true", True), ("False", False), (" TRUE ", True),
+     ("0", False), ("1", True)],
+)  # fmt: skip
+def test_switches_parse_strictly(value, expected):
+    assert as_bool(value, "overwrite") is expected
+
+
+@pytest.mark.parametrize("value", ["no", "yes", "", "none", 2, 0.0, None, [True]])
+def test_anything_else_is_an_error_naming_the_switch(value):
+    with pytest.raises(ValueError, match=r"^overwrite must be true or false \(or 1 / 0\), got "):
+        as_bool(value, "overwrite")
+
+
+def test_the_word_false_does_not_overwrite(tmp_path):
+    (tmp_path / "landmarks.csv").write_text("x")
+    with pytest.raises(FileExistsError, match="landmarks.csv exists: pass"):
+        refuse_existing(tmp_path / "landmarks.csv", "false")
+    refuse_existing(tmp_path / "landmarks.csv", "true")
+
+
+def test_the_word_false_does_not_resume_or_replace_a_training(tmp_path):
+    model, checkpoints = tmp_path / "model.pt", tmp_path / "checkpoints"
+    model.write_text("weights")
+    with pytest.raises(FileExistsError, match="already exist: pass --resume true"):
+        check_outputs(model, checkpoints, resume="false", overwrite="false")
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        check_outputs(model, checkpoints, resume="true", overwrite="false")
+    checkpoints.mkdir()
+    for epoch in (2, 10, 9):
+        (checkpoints / f"resume_checkpoint_epoch={epoch}.pt").write_text("")
+    assert latest_checkpoint(checkpoints).endswith("epoch=10.pt")
+    check_outputs(model, checkpoints, resume="1", overwrite="0")
+    check_outputs(model, checkpoints, resume="false", overwrite="true")
+    assert not checkpoints.exists()  # a fresh training with overwrite clears the old resume checkpoints
+    with pytest.raises(ValueError, match="resume must be true or false"):
+        check_outputs(model, checkpoints, resume="maybe", overwrite=False)
