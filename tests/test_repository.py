@@ -34,7 +34,7 @@ def test_research_data_and_trained_weights_are_ignored_but_the_shipped_model_is_
         "data/chest/images/1.png",
         "models/demo/model.pt",
         "models/isbi2015_paper/model.pt",
-        "models/model_best.json",
+        "models/model.json",
         "runs/train/checkpoints/resume_checkpoint_epoch=1.pt",
     ]
     result = subprocess.run(

@@ -106,6 +106,9 @@ def trained(tmp_path_factory) -> Path:
 def test_training_writes_a_flat_state_dict_and_a_resume_checkpoint(trained):
     state = torch.load(trained / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert set(state) == set(_network(*DEMO).state_dict())
+    record = json.loads((trained / "models" / "model.json").read_text())  # which epoch and score the model is
+    assert record["model"] == "model.pt" and record["epoch"] == 1 and record["metric"] == "val_mre"
+    assert record["value"] > 0
     assert (trained / "runs" / "checkpoints" / "resume_checkpoint_epoch=1.pt").exists()
     assert list((trained / "runs").glob("events.out.tfevents.*"))
 
@@ -131,7 +134,8 @@ def test_a_stopped_training_resumes_and_continues_the_epoch_count(trained, tmp_p
     workflow.trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs.append(engine.state.epoch))
     workflow.run()
     assert epochs == [2, 3]
-    assert (tmp_path / "runs" / "checkpoints" / "resume_checkpoint_epoch=3.pt").exists()
+    # the resumed run's checkpoints replace the one it resumed from: one file, not one more per resume
+    assert [p.name for p in (tmp_path / "runs" / "checkpoints").iterdir()] == ["resume_checkpoint_epoch=3.pt"]
 
 
 def test_evaluate_writes_per_image_errors_and_a_report(trained, tmp_path):

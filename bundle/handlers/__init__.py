@@ -1,6 +1,6 @@
 """Ignite handlers of the bundle."""
 
-from .checkpoint import BestModelSaver
+from .checkpoint import BestModelSaver, ResumeCheckpointSaver
 from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from .report import LandmarkReportWriter
 from .table import LandmarkTableWriter
@@ -12,5 +12,6 @@ __all__ = [
     "LandmarkTableWriter",
     "MeanRadialErrorHandler",
     "PeriodicValidationHandler",
+    "ResumeCheckpointSaver",
     "SuccessfulDetectionRateHandler",
 ]
