@@ -15,12 +15,10 @@ from pathlib import Path
 import torch
 from monai.transforms import LoadImage
 
-from .io import LandmarkFileError, read_landmarks
-from .transforms.landmarks import NO_GEOMETRY_SUFFIXES, PixelSpacingd, SqueezeSpatiald, map_points
+from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, colliding_stems, read_landmarks
+from .transforms.landmarks import PixelSpacingd, SqueezeSpatiald, map_points
 
 __all__ = ["load_datalist", "check_datalist", "inference_list"]
-
-IMAGE_SUFFIXES = NO_GEOMETRY_SUFFIXES + (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".dcm")
 
 PATH_KEYS = ("image", "landmarks")
 
@@ -122,7 +120,9 @@ def inference_list(
         base_dir: for relative paths in a datalist (default: its folder).
 
     Raises:
-        ValueError: no images found, or the source does not exist.
+        ValueError: no images found, the source does not exist, an entry has no ``image``, or two images would
+            write the same output files (same name but for the suffix, e.g. ``scan.png`` and ``scan.jpg``): all
+            before anything is written.
     """
     source = Path(source)
     if source.is_file():
@@ -134,8 +134,16 @@ def inference_list(
         raise ValueError(f"{source}: neither a folder of images nor a datalist file.")
     if not entries:
         raise ValueError(f"{source}: no images (looked for {', '.join(IMAGE_SUFFIXES)}).")
-    for entry in entries:
+    for i, entry in enumerate(entries):
+        if not entry.get("image"):
+            raise ValueError(f"{source}: entry {key}[{i}] has no 'image'.")
         entry.pop("landmarks", None)
         if spacing is not None and entry.get("spacing") is None:
             entry["spacing"] = list(spacing)
+    collisions = colliding_stems(entry["image"] for entry in entries)
+    if collisions:
+        listed = "; ".join(f"{stem}: {', '.join(paths)}" for stem, paths in collisions.items())
+        raise ValueError(
+            f"{source}: these images would write the same output files ({listed}); rename them or run them apart."
+        )
     return entries

@@ -37,15 +37,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.data import load_datalist  # noqa: E402
-from bundle.io import read_landmarks  # noqa: E402
+from bundle.io import output_stem, read_landmarks  # noqa: E402
 from bundle.metrics import radial_errors, summarise_errors  # noqa: E402
 
 GU2NET_GRID = (416, 512)  # (width, height) = MONAI's (x, y)
 GU2NET_MM_PER_PIXEL = 0.46875
-
-
-def _stem(path: str) -> str:
-    return Path(path).name.split(".")[0]
 
 
 def load_predictions(folder: Path) -> dict[str, dict]:
@@ -56,7 +52,7 @@ def load_predictions(folder: Path) -> dict[str, dict]:
         if "landmarks" not in data or path.name.endswith(".mrk.json"):
             continue
         items = data["landmarks"]
-        predictions[_stem(path.name)] = {
+        predictions[path.name[: -len(".json")]] = {
             "world": np.array([item["world"] for item in items], dtype=np.float64),
             "pixel": np.array([item["pixel"] for item in items], dtype=np.float64),
             "names": [item["name"] for item in items],
@@ -70,7 +66,7 @@ def match(entries: list, predictions: dict[str, dict], num_landmarks: int | None
     """Pair each datalist entry with its prediction; a missing prediction is an error naming the image."""
     cases = []
     for entry in entries:
-        stem = _stem(entry["image"])
+        stem = output_stem(entry["image"])
         if stem not in predictions:
             raise ValueError(f"no prediction for {entry['image']} (looked for {stem}.json).")
         spacing = np.asarray(entry.get("spacing", [1.0, 1.0]), dtype=np.float64)

@@ -1,5 +1,16 @@
-"""Landmark file input and output."""
+"""Landmark file input and output, and image file names."""
 
+from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, output_stem
 from .landmarks import LandmarkFileError, Landmarks, landmark_format, read_landmarks, write_landmarks
 
-__all__ = ["LandmarkFileError", "Landmarks", "landmark_format", "read_landmarks", "write_landmarks"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "NO_GEOMETRY_SUFFIXES",
+    "LandmarkFileError",
+    "Landmarks",
+    "colliding_stems",
+    "landmark_format",
+    "output_stem",
+    "read_landmarks",
+    "write_landmarks",
+]

@@ -21,7 +21,7 @@ from monai.transforms import ApplyTransformToPoints, MapTransform, SqueezeDim
 from monai.utils import convert_to_tensor
 
 from ..codecs import GaussianHeatmapCodec
-from ..io import Landmarks, read_landmarks, write_landmarks
+from ..io import NO_GEOMETRY_SUFFIXES, Landmarks, output_stem, read_landmarks, write_landmarks
 from ..workflow import as_bool, refuse_existing
 
 __all__ = [
@@ -36,9 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# formats whose files carry no pixel spacing: the datalist must give it
-NO_GEOMETRY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _filename(image: MetaTensor) -> str:
@@ -338,7 +335,7 @@ class SaveLandmarksd(MapTransform):
             image = d[self.ref_key]
             source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
             dims = image.ndim - 1
-            stem = Path(_filename(image)).name.split(".")[0]
+            stem = output_stem(_filename(image))
             paths = [self.output_dir / f"{stem}.json", self.output_dir / f"{stem}.mrk.json"]
             if dims == 2 and self.overlay:
                 paths.append(self.output_dir / f"{stem}_overlay.png")
