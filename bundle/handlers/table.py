@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -59,10 +60,12 @@ class LandmarkTableWriter:
         dims = (len(self.rows[0]) - 4) // 2
         axes = "xyz"[:dims]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="") as f:
+        partial = self.path.with_name(f".{self.path.name}.partial")  # renamed when complete: never half a table
+        with open(partial, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(
                 ["image", "index", "name", *(f"{a}_px" for a in axes), *(f"{a}_mm" for a in axes), "confidence"]
             )
             for row in self.rows:
                 writer.writerow(row[:3] + [f"{v:.4f}" for v in row[3:-1]] + [f"{row[-1]:.4f}"])
+        os.replace(partial, self.path)

@@ -10,6 +10,7 @@ the same affine, and to original-image pixels through the affine recorded when t
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Hashable, Mapping, Sequence
 
@@ -351,10 +352,21 @@ class SaveLandmarksd(MapTransform):
                     "spacing_assumed": bool(image.meta.get("spacing_assumed", False)),
                 },
             }
-            write_landmarks(paths[0], landmarks, overwrite=True, extra=extra)
-            write_landmarks(paths[1], landmarks, overwrite=True)
-            if len(paths) == 3:
-                draw_overlay(_filename(image), pixels.numpy(), paths[2])
+            # each file to a hidden temporary name first, renamed when all are written: a failure part-way leaves
+            # no half-written file, and the JSON (the result a re-run looks for) is renamed last
+            partial = [p.with_name(f".{p.name}.partial") for p in paths]
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                if len(paths) == 3:
+                    draw_overlay(_filename(image), pixels.numpy(), partial[2])
+                write_landmarks(partial[1], landmarks, overwrite=True, fmt="mrk.json")
+                write_landmarks(partial[0], landmarks, overwrite=True, fmt="json", extra=extra)
+            except BaseException:
+                for p in partial:
+                    p.unlink(missing_ok=True)
+                raise
+            for temporary, final in reversed(list(zip(partial, paths))):
+                os.replace(temporary, final)
         return d
 
 
@@ -373,4 +385,4 @@ def draw_overlay(image_path: str, pixels, output: Path, radius: int = 12) -> Non
     for k, (x, y) in enumerate(pixels):
         draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=(255, 0, 0), width=width)
         draw.text((x + radius + 2, y - radius), str(k + 1), fill=(255, 64, 64))
-    picture.save(output)
+    picture.save(output, format="PNG")

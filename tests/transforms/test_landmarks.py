@@ -142,3 +142,12 @@ def test_default_spacing_serves_bare_image_paths_and_says_it_was_assumed(cephalo
     d = PixelSpacingd("image", default_spacing=[0.1, 0.1])(load({"image": str(tmp_path / "x.nii.gz")}))
     assert d["image"].meta["spacing_assumed"] is False
     torch.testing.assert_close(d["image"].affine[:2, :2], torch.diag(torch.tensor([0.25, 0.25])).double())
+
+
+def test_a_failure_while_saving_leaves_no_file_behind(tmp_path, cephalogram_like):
+    d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
+    d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", sigma=2.0, output_key="pred")(d))
+    d["image"].meta["filename_or_obj"] = str(tmp_path / "gone.png")  # the overlay cannot read the image
+    with pytest.raises(Exception):  # noqa: B017 - the reader's own error
+        SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path / "out"), landmark_names=["sella"])(d)
+    assert list((tmp_path / "out").iterdir()) == []  # neither the JSON files nor their temporary copies
