@@ -316,7 +316,7 @@ def test_required_packages_cover_what_the_bundle_imports():
                     continue
                 assert package_of.get(top, top) in required, f"{path.name} imports {top}, not in the metadata"
     # the metadata names the versions CI tests (the lock file), of packages the runtime requirements ask for
-    lock = (REPO / "requirements-lock.txt").read_text().splitlines()
+    lock = (REPO / "requirements-lock.txt").read_text().lower().replace("_", "-").splitlines()
     ranges = [line.split(">")[0].split("=")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
     tested = {**metadata["required_packages_version"], "monai": metadata["monai_version"]}
     tested.update(torch=metadata["pytorch_version"], numpy=metadata["numpy_version"])
