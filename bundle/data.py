@@ -9,18 +9,21 @@ geometry (PNG, JPEG, BMP, TIFF).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import torch
 from monai.transforms import LoadImage
 
-from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, colliding_stems, read_landmarks
+from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, colliding_stems, output_paths, read_landmarks
 from .transforms.landmarks import PixelSpacingd, SqueezeSpatiald, map_points
+from .workflow import refuse_existing
 
 __all__ = ["load_datalist", "check_datalist", "inference_list"]
 
 PATH_KEYS = ("image", "landmarks")
+logger = logging.getLogger(__name__)
 
 
 def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None) -> list:
@@ -32,8 +35,8 @@ def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str 
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read the datalist ({e}).") from None
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not text at all (UnicodeDecodeError)
+        raise ValueError(f"{path}: cannot read the datalist ({type(e).__name__}: {e}).") from None
     entries = data.get(key) if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ValueError(
@@ -52,17 +55,30 @@ def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str 
     return out
 
 
+MIN_SIZE = 32  # pixels per axis: smaller images cannot hold a landmark layout the networks could find
+LARGE_PIXELS = 50_000_000  # above this many pixels (voxels), preprocessing needs several GB: warn
+
+
 def check_datalist(
-    entries: list, num_landmarks: int | None, spatial_dims: int = 2, name: str = "datalist", require_landmarks=True
+    entries: list,
+    num_landmarks: int | None,
+    spatial_dims: int = 2,
+    name: str = "datalist",
+    require_landmarks: bool = True,
+    default_spacing: list | None = None,
+    min_size: int = MIN_SIZE,
 ) -> list:
-    """Check every entry before any training: the image exists and reads, the spacing is there when the format needs
-    it (and agrees with the file's when it has one), and the landmark file has ``num_landmarks`` finite, visible
-    landmarks inside the image. Returns ``entries`` unchanged.
+    """Check every entry before a run writes anything: the image exists and reads, has ``spatial_dims`` axes of at
+    least ``min_size`` pixels, the spacing is there when the format needs it (given, or ``default_spacing`` to be
+    assumed) and agrees with the file's when it has one, and (``require_landmarks``) the landmark file has
+    ``num_landmarks`` finite, visible landmarks inside the image. A very large image (over 50 million pixels) gets a
+    warning: preprocessing it takes several GB. Returns ``entries`` unchanged.
 
     Raises:
         ValueError: naming the entry (``name[i]`` and its image) and what is wrong with it.
     """
     loader = LoadImage(image_only=True, ensure_channel_first=True)
+    spacing_check = PixelSpacingd("image", default_spacing=default_spacing)
     for i, entry in enumerate(entries):
         where = f"{name}[{i}] ({entry.get('image', '?')})"
         image_path = entry.get("image")
@@ -80,9 +96,25 @@ def check_datalist(
             raise ValueError(f"{where}: {e}") from None
         if image.ndim - 1 != spatial_dims:
             raise ValueError(f"{where}: the image has {image.ndim - 1} spatial dims, expected {spatial_dims}.")
+        if min(image.shape[1:]) < min_size:
+            raise ValueError(
+                f"{where}: the image is {tuple(image.shape[1:])} pixels; at least {min_size} per axis are needed."
+            )
+        if image.shape[1:].numel() > LARGE_PIXELS:
+            logger.warning(
+                f"{where}: {tuple(image.shape[1:])} is {image.shape[1:].numel() / 1e6:.0f} million pixels; "
+                "preprocessing it needs several GB of memory. Downsample such images beforehand if memory is short."
+            )
         spacing = entry.get("spacing")
-        if spacing is None and str(image_path).lower().endswith(NO_GEOMETRY_SUFFIXES):
-            raise ValueError(f"{where}: this format has no pixel spacing; give 'spacing' (mm per pixel).")
+        if spacing is None and default_spacing is None and str(image_path).lower().endswith(NO_GEOMETRY_SUFFIXES):
+            raise ValueError(
+                f"{where}: this format has no pixel spacing; give 'spacing' (mm per pixel) in the datalist, or "
+                "--spacing for a folder."
+            )
+        try:
+            affine = spacing_check({"image": image, "spacing": spacing})["image"].affine
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
         if not require_landmarks:
             continue
         if not entry.get("landmarks"):
@@ -94,10 +126,6 @@ def check_datalist(
         if not landmarks.visible.all():
             missing = [n for n, v in zip(landmarks.names, landmarks.visible) if not v]
             raise ValueError(f"{where}: landmarks {missing} are not annotated; training needs every landmark.")
-        try:
-            affine = PixelSpacingd("image")({"image": image, "spacing": spacing})["image"].affine
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
         grid = map_points(torch.as_tensor(landmarks.coordinates), affine, invert=True)
         extent = torch.tensor(image.shape[1:], dtype=grid.dtype) - 0.5
         outside = ((grid < -0.5) | (grid > extent)).any(-1)
@@ -108,16 +136,25 @@ def check_datalist(
 
 
 def inference_list(
-    source: str | os.PathLike, spacing: list | None = None, key: str = "test", base_dir: str | os.PathLike | None = None
+    source: str | os.PathLike,
+    spacing: list | None = None,
+    key: str = "test",
+    base_dir: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> list:
     """Entries ``{"image": ..., "spacing": ...}`` to run inference on.
 
     Args:
-        source: a folder (every image file in it, sorted by name) or a datalist JSON (its ``key`` list).
+        source: a folder (every image file in it, sorted by name), one image file, or a datalist JSON (its ``key``
+            list).
         spacing: mm per pixel for entries that do not give one (needed for PNG/JPEG/BMP/TIFF; files with geometry
             keep their own).
         key: the datalist list to use.
         base_dir: for relative paths in a datalist (default: its folder).
+        output_dir: where inference will write; with it, outputs that exist already are refused here, before the
+            run writes anything, unless ``overwrite``.
+        overwrite: replace existing outputs.
 
     Raises:
         ValueError: no images found, the source does not exist, an entry has no ``image``, or two images would
@@ -125,13 +162,15 @@ def inference_list(
             before anything is written.
     """
     source = Path(source)
-    if source.is_file():
+    if source.is_file() and source.name.lower().endswith(IMAGE_SUFFIXES):
+        entries = [{"image": str(source)}]
+    elif source.is_file():
         entries = load_datalist(source, key, base_dir)
     elif source.is_dir():
         files = sorted(p for p in source.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
         entries = [{"image": str(p)} for p in files]
     else:
-        raise ValueError(f"{source}: neither a folder of images nor a datalist file.")
+        raise ValueError(f"{source}: not found (give a folder of images, an image or a datalist file).")
     if not entries:
         raise ValueError(f"{source}: no images (looked for {', '.join(IMAGE_SUFFIXES)}).")
     for i, entry in enumerate(entries):
@@ -146,4 +185,7 @@ def inference_list(
         raise ValueError(
             f"{source}: these images would write the same output files ({listed}); rename them or run them apart."
         )
+    if output_dir is not None:
+        planned = [p for entry in entries for p in output_paths(entry["image"], output_dir)]
+        refuse_existing(planned, overwrite, "pass --overwrite true or another --output_dir.")
     return entries

@@ -83,4 +83,5 @@ def refuse_existing(
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not as_bool(overwrite, "overwrite"):
-        raise FileExistsError(f"{', '.join(existing)} {'exists' if len(existing) == 1 else 'exist'}: {hint}")
+        named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise FileExistsError(f"{named} {'exists' if len(existing) == 1 else 'exist'}: {hint}")

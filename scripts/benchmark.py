@@ -48,6 +48,7 @@ from torch.profiler import ProfilerActivity, profile
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bundle import CoorTransformerBlock  # noqa: E402
+from bundle.errors import run_main  # noqa: E402
 from bundle.losses import CentralLoss  # noqa: E402
 from bundle.networks import explicit_attention  # noqa: E402
 from bundle.transforms import DecodeLandmarksd  # noqa: E402
@@ -398,4 +399,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.data import load_datalist  # noqa: E402
+from bundle.errors import run_main  # noqa: E402
 from bundle.io import output_stem, read_landmarks  # noqa: E402
 from bundle.metrics import radial_errors, summarise_errors  # noqa: E402
 
@@ -301,4 +302,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

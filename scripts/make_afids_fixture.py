@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.errors import run_main  # noqa: E402
 from bundle.workflow import refuse_existing  # noqa: E402
 
 TEMPLATE = "tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz"
@@ -68,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.errors import run_main  # noqa: E402
 from bundle.workflow import refuse_existing  # noqa: E402
 
 SIZE = 192  # pixels per side
@@ -124,4 +125,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -17,6 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.errors import run_main  # noqa: E402
 from bundle.networks import CoorTransformerDetector  # noqa: E402
 
 
@@ -57,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

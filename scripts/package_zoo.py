@@ -179,21 +179,18 @@ def package(out: Path, weights_url: str, with_weights: bool = False, overwrite: 
     return bundle
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="a model-zoo checkout (or any folder): models/ and ci/ go there")
     parser.add_argument("--weights_url", required=True, help="where model.pt and model.ts are published (a folder URL)")
     parser.add_argument("--with_weights", action="store_true", help="copy the weights in too, for local checks")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier package of this bundle")
     args = parser.parse_args(argv)
-    try:
-        bundle = package(Path(args.out), args.weights_url, args.with_weights, args.overwrite)
-    except (FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(bundle)
-    return 0
+    print(package(Path(args.out), args.weights_url, args.with_weights, args.overwrite))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(REPO))
+    from bundle.errors import run_main
+
+    sys.exit(run_main(main))

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.errors import run_main  # noqa: E402
 from bundle.workflow import refuse_existing  # noqa: E402
 
 NUM_LANDMARKS = 6
@@ -100,4 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

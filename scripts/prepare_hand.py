@@ -30,6 +30,7 @@ import torch
 from monai.transforms import LoadImage
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bundle.errors import run_main  # noqa: E402
 from bundle.transforms import SqueezeSpatiald  # noqa: E402
 from bundle.transforms.landmarks import map_points  # noqa: E402
 from bundle.workflow import refuse_existing  # noqa: E402
@@ -110,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -1,6 +1,6 @@
 """Landmark file input and output, and image file names."""
 
-from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, output_stem
+from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, output_paths, output_stem
 from .landmarks import LandmarkFileError, Landmarks, landmark_format, read_landmarks, write_landmarks
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "Landmarks",
     "colliding_stems",
     "landmark_format",
+    "output_paths",
     "output_stem",
     "read_landmarks",
     "write_landmarks",

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["NO_GEOMETRY_SUFFIXES", "IMAGE_SUFFIXES", "output_stem", "colliding_stems"]
+__all__ = ["NO_GEOMETRY_SUFFIXES", "IMAGE_SUFFIXES", "output_stem", "output_paths", "colliding_stems"]
 
 # formats whose files carry no pixel spacing: the datalist, the command line or an explicit assumption must give it
 NO_GEOMETRY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -23,6 +23,14 @@ def output_stem(path: str | os.PathLike) -> str:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
+
+
+def output_paths(image: str | os.PathLike, output_dir: str | os.PathLike, overlay: bool = True) -> list[Path]:
+    """The files inference writes for ``image`` in ``output_dir``: ``<stem>.json`` (the result), ``<stem>.mrk.json``
+    (3D Slicer) and, with ``overlay`` (2D only), ``<stem>_overlay.png``."""
+    stem, folder = output_stem(image), Path(output_dir)
+    paths = [folder / f"{stem}.json", folder / f"{stem}.mrk.json"]
+    return paths + [folder / f"{stem}_overlay.png"] if overlay else paths
 
 
 def colliding_stems(paths: Iterable[str | os.PathLike]) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ from monai.transforms import ApplyTransformToPoints, MapTransform, SqueezeDim
 from monai.utils import convert_to_tensor
 
 from ..codecs import GaussianHeatmapCodec
-from ..io import NO_GEOMETRY_SUFFIXES, Landmarks, output_stem, read_landmarks, write_landmarks
+from ..io import NO_GEOMETRY_SUFFIXES, Landmarks, output_paths, read_landmarks, write_landmarks
 from ..workflow import as_bool, refuse_existing
 
 __all__ = [
@@ -59,12 +59,17 @@ def map_points(points: torch.Tensor, affine: torch.Tensor, invert: bool) -> torc
 class AsGreyscaled(MapTransform):
     """Average the channels of a channel-first image into one (an RGB JPEG or BMP of a radiograph, R = G = B).
 
-    A one-channel image passes unchanged. MONAI has no such transform; the MetaTensor's metadata is kept.
+    An alpha channel is dropped first, not averaged in: 2 channels are grey + alpha, 4 are RGB + alpha (PNG), and
+    transparency is not intensity (averaging it in would shift the grey values, and with them the landmarks). A
+    one-channel image passes unchanged. MONAI has no such transform; the MetaTensor's metadata is kept.
     """
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
+            channels = d[key].shape[0]
+            if channels in (2, 4):
+                d[key] = d[key][: channels - 1]
             if d[key].shape[0] > 1:
                 d[key] = d[key].float().mean(dim=0, keepdim=True)
         return d
@@ -336,10 +341,7 @@ class SaveLandmarksd(MapTransform):
             image = d[self.ref_key]
             source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
             dims = image.ndim - 1
-            stem = output_stem(_filename(image))
-            paths = [self.output_dir / f"{stem}.json", self.output_dir / f"{stem}.mrk.json"]
-            if dims == 2 and self.overlay:
-                paths.append(self.output_dir / f"{stem}_overlay.png")
+            paths = output_paths(_filename(image), self.output_dir, overlay=dims == 2 and self.overlay)
             refuse_existing(paths, self.overwrite, "pass --overwrite true or another --output_dir.")
             landmarks = Landmarks(torch.as_tensor(d[key]).double().numpy(), self.landmark_names)
             pixels = torch.as_tensor(d[f"{self.prefix}pixels"]).double()

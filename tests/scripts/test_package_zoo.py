@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.package_zoo import BUNDLE_NAME, WEIGHTS, main, package, sha256
+from scripts.package_zoo import BUNDLE_NAME, WEIGHTS, package, sha256
 from tests.conftest import REPO_ROOT
 from tests.style import precommit_failures
 
@@ -96,9 +96,14 @@ def test_the_zoo_style_unit_test_passes(submission):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_packaging_refuses_to_replace_an_earlier_package(submission, capsys):
-    assert main(["--out", str(submission.parents[1]), "--weights_url", URL]) == 1
-    assert "already exist: pass --overwrite" in capsys.readouterr().err
+def test_packaging_refuses_to_replace_an_earlier_package(submission):
+    command = [sys.executable, "scripts/package_zoo.py", "--out", str(submission.parents[1]), "--weights_url", URL]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {submission}, {submission.parents[1] / 'ci' / 'unit_tests' / f'test_{BUNDLE_NAME}.py'} already "
+        "exist: pass --overwrite to replace them."
+    ]
 
 
 def test_the_zoo_ci_scripts_pass(tmp_path):

@@ -151,3 +151,22 @@ def test_a_failure_while_saving_leaves_no_file_behind(tmp_path, cephalogram_like
     with pytest.raises(Exception):  # noqa: B017 - the reader's own error
         SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path / "out"), landmark_names=["sella"])(d)
     assert list((tmp_path / "out").iterdir()) == []  # neither the JSON files nor their temporary copies
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_greyscale_drops_alpha_instead_of_averaging_it_in(tmp_path, mode):
+    from bundle.transforms import AsGreyscaled
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 255, (30, 40), dtype=np.uint8)
+    alpha = rng.integers(0, 255, (30, 40), dtype=np.uint8)  # transparency, unrelated to the grey values
+    planes = {"L": [grey], "LA": [grey, alpha], "RGB": [grey] * 3, "RGBA": [grey] * 3 + [alpha]}[mode]
+    Image.fromarray(np.stack(planes, -1).squeeze(-1) if len(planes) == 1 else np.stack(planes, -1), mode).save(
+        tmp_path / "x.png"
+    )
+    d = AsGreyscaled("image")(
+        LoadImaged("image", ensure_channel_first=True, image_only=True)({"image": str(tmp_path / "x.png")})
+    )
+    assert d["image"].shape == (1, 40, 30)  # MONAI's [x, y]
+    np.testing.assert_allclose(d["image"][0].numpy(), grey.T.astype(np.float32))
+    assert d["image"].meta["filename_or_obj"].endswith("x.png")
