@@ -144,9 +144,16 @@ def _read_isbi(path, spacing, num_landmarks) -> Landmarks:
     return Landmarks(np.asarray(points) * np.asarray(spacing, dtype=np.float64))
 
 
+def _csv_row(path, text: str, line: int) -> list[str]:
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error as e:  # e.g. a NUL character
+        raise LandmarkFileError(path, f"is not CSV ({e}).", line) from None
+
+
 def _read_csv(path, spatial_dims) -> Landmarks:
     lines = _read_lines(path)
-    rows = list(csv.reader(lines))
+    rows = [_csv_row(path, text, i) for i, text in enumerate(lines, start=1)]
     if not rows:
         raise LandmarkFileError(path, "is empty; expected a header 'name,x,y[,z][,visible]'.", 1)
     header = [h.strip().lower() for h in rows[0]]
@@ -222,10 +229,10 @@ def _read_fcsv(path, spatial_dims) -> Landmarks:
             continue
         if not text.strip():
             continue
-        row = next(csv.reader([text]))
-        if len(row) < 4:
-            raise LandmarkFileError(path, f"expected 'id,x,y,z,...', got {text!r}.", i)
+        row = _csv_row(path, text, i)
         record = dict(zip(columns, row))
+        if len(row) < 4 or not all(a in record for a in ("x", "y", "z")):
+            raise LandmarkFileError(path, f"expected 'id,x,y,z,...' (columns {','.join(columns)}), got {text!r}.", i)
         xyz = np.array([_number(path, record[a], i, a) for a in ("x", "y", "z")])
         names.append(record.get("label", str(len(names) + 1)))
         visible.append(True)
@@ -237,14 +244,16 @@ def _read_fcsv(path, spatial_dims) -> Landmarks:
 
 def _read_mrk_json(path, spatial_dims) -> Landmarks:
     data = _load_json(path)
-    try:
-        markup = data["markups"][0]
-        control_points = markup["controlPoints"]
-    except (KeyError, IndexError, TypeError):
-        raise LandmarkFileError(path, "expected Slicer markups JSON with markups[0].controlPoints.") from None
+    markups = data.get("markups") if isinstance(data, dict) else None
+    markup = markups[0] if isinstance(markups, list) and markups else None
+    control_points = markup.get("controlPoints") if isinstance(markup, dict) else None
+    if not isinstance(control_points, list):
+        raise LandmarkFileError(path, "expected Slicer markups JSON with a list markups[0].controlPoints.")
     lps = str(markup.get("coordinateSystem", "LPS")).upper() == "LPS"
     names, points, visible = [], [], []
     for k, point in enumerate(control_points):
+        if not isinstance(point, dict):
+            raise LandmarkFileError(path, f"controlPoints[{k}] must be an object, got {type(point).__name__}.")
         shown = point.get("positionStatus", "defined") == "defined"
         names.append(str(point.get("label", k + 1)))
         visible.append(shown)
