@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
 __all__ = ["as_bool", "check_outputs", "latest_checkpoint", "refuse_existing"]
 
 _EPOCH = re.compile(r"=(\d+)\.pt$")
+logger = logging.getLogger(__name__)
 
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
@@ -36,15 +39,20 @@ def as_bool(value, name: str = "value") -> bool:
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> str:
-    """The resume checkpoint with the highest epoch number in ``directory`` (``resume_checkpoint_epoch=N.pt``).
+    """The complete resume checkpoint with the highest epoch number in ``directory`` (``resume_checkpoint_epoch=N.pt``).
+
+    A training killed while it wrote a checkpoint leaves that file incomplete; it is passed over (with a warning) for
+    the one before. ``torch.save`` writes a zip archive whose directory comes last, so a complete file is a zip file.
 
     Raises:
         FileNotFoundError: there is none, so there is nothing to resume.
     """
     candidates = [(int(m.group(1)), p) for p in Path(directory).glob("*.pt") if (m := _EPOCH.search(p.name))]
-    if not candidates:
-        raise FileNotFoundError(f"no checkpoint to resume from in {directory}: train without --resume first.")
-    return str(max(candidates)[1])
+    for _, path in sorted(candidates, reverse=True):
+        if zipfile.is_zipfile(path):
+            return str(path)
+        logger.warning(f"{path} is incomplete (the training stopped while writing it); resuming from an earlier one.")
+    raise FileNotFoundError(f"no checkpoint to resume from in {directory}: train without --resume first.")
 
 
 def check_outputs(model_path: str | os.PathLike, checkpoint_dir: str | os.PathLike, resume: bool, overwrite: bool):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bundle import as_bool, check_outputs, latest_checkpoint, refuse_existing
 
@@ -38,7 +39,11 @@ def test_the_word_false_does_not_resume_or_replace_a_training(tmp_path):
         check_outputs(model, checkpoints, resume="true", overwrite="false")
     checkpoints.mkdir()
     for epoch in (2, 10, 9):
-        (checkpoints / f"resume_checkpoint_epoch={epoch}.pt").write_text("")
+        torch.save({"epoch": epoch}, checkpoints / f"resume_checkpoint_epoch={epoch}.pt")
+    assert latest_checkpoint(checkpoints).endswith("epoch=10.pt")
+    # a training killed while writing epoch 11's checkpoint: that file is incomplete, epoch 10's is used
+    complete = (checkpoints / "resume_checkpoint_epoch=10.pt").read_bytes()
+    (checkpoints / "resume_checkpoint_epoch=11.pt").write_bytes(complete[: len(complete) // 2])
     assert latest_checkpoint(checkpoints).endswith("epoch=10.pt")
     check_outputs(model, checkpoints, resume="1", overwrite="0")
     check_outputs(model, checkpoints, resume="false", overwrite="true")

@@ -2,6 +2,7 @@
 
 from .checkpoint import BestModelSaver, ResumeCheckpointSaver
 from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
+from .random_state import RandomStates
 from .report import LandmarkReportWriter
 from .table import LandmarkTableWriter
 from .validation import PeriodicValidationHandler
@@ -12,6 +13,7 @@ __all__ = [
     "LandmarkTableWriter",
     "MeanRadialErrorHandler",
     "PeriodicValidationHandler",
+    "RandomStates",
     "ResumeCheckpointSaver",
     "SuccessfulDetectionRateHandler",
 ]
