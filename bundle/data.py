@@ -9,7 +9,6 @@ geometry (PNG, JPEG, BMP, TIFF).
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from .workflow import refuse_existing
 __all__ = ["load_datalist", "check_datalist", "inference_list"]
 
 PATH_KEYS = ("image", "landmarks")
-logger = logging.getLogger(__name__)
 
 
 def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None) -> list:
@@ -56,7 +54,6 @@ def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str 
 
 
 MIN_SIZE = 32  # pixels per axis: smaller images cannot hold a landmark layout the networks could find
-LARGE_PIXELS = 50_000_000  # above this many pixels (voxels), preprocessing needs several GB: warn
 
 
 def check_datalist(
@@ -71,8 +68,8 @@ def check_datalist(
     """Check every entry before a run writes anything: the image exists and reads, has ``spatial_dims`` axes of at
     least ``min_size`` pixels, the spacing is there when the format needs it (given, or ``default_spacing`` to be
     assumed) and agrees with the file's when it has one, and (``require_landmarks``) the landmark file has
-    ``num_landmarks`` finite, visible landmarks inside the image. A very large image (over 50 million pixels) gets a
-    warning: preprocessing it takes several GB. Returns ``entries`` unchanged.
+    ``num_landmarks`` finite, visible landmarks inside the image. (A very large image is fine: the preprocessing's
+    :class:`~bundle.transforms.ShrinkLarged` averages it down, with a warning.) Returns ``entries`` unchanged.
 
     Raises:
         ValueError: naming the entry (``name[i]`` and its image) and what is wrong with it.
@@ -99,11 +96,6 @@ def check_datalist(
         if min(image.shape[1:]) < min_size:
             raise ValueError(
                 f"{where}: the image is {tuple(image.shape[1:])} pixels; at least {min_size} per axis are needed."
-            )
-        if image.shape[1:].numel() > LARGE_PIXELS:
-            logger.warning(
-                f"{where}: {tuple(image.shape[1:])} is {image.shape[1:].numel() / 1e6:.0f} million pixels; "
-                "preprocessing it needs several GB of memory. Downsample such images beforehand if memory is short."
             )
         spacing = entry.get("spacing")
         if spacing is None and default_spacing is None and str(image_path).lower().endswith(NO_GEOMETRY_SUFFIXES):

@@ -1,5 +1,6 @@
-"""MONAI dictionary transforms for landmarks."""
+"""MONAI dictionary transforms for landmarks and the images they belong to."""
 
+from .image import ShrinkLarged
 from .landmarks import (
     AsGreyscaled,
     DecodeLandmarksd,
@@ -20,4 +21,5 @@ __all__ = [
     "LoadLandmarksd",
     "PixelSpacingd",
     "SaveLandmarksd",
+    "ShrinkLarged",
 ]

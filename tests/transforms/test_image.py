@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from bundle.transforms import ShrinkLarged
+from bundle.transforms.landmarks import map_points
+
+
+def _image(shape=(30, 21), spacing=(0.1, 0.2)):
+    affine = torch.diag(torch.tensor([*spacing, 1.0, 1.0], dtype=torch.float64))
+    values = torch.arange(np.prod(shape), dtype=torch.float32).reshape(1, *shape)
+    return MetaTensor(values, affine=affine, meta={"filename_or_obj": "big.png"})
+
+
+def test_small_images_pass_unchanged():
+    image = _image()
+    assert ShrinkLarged("image", max_pixels=630)({"image": image})["image"] is image
+
+
+def test_large_images_are_block_averaged_and_keep_their_geometry(caplog):
+    image = _image()
+    with caplog.at_level("WARNING"):
+        shrunk = ShrinkLarged("image", max_pixels=100)({"image": image})["image"]
+    # 630 pixels: factor 2 leaves 15 x 10 = 150 > 100, factor 3 gives 10 x 7 = 70
+    assert shrunk.shape == (1, 10, 7) and "averaged down 3x to [10, 7]" in caplog.text
+    torch.testing.assert_close(shrunk[0, 0, 0], image[0, :3, :3].mean())  # a 3 x 3 block's mean
+    # the new pixel (0, 0) is the centre of the old block 0..2, i.e. old pixel (1, 1); spacing 3 times larger
+    world = map_points(torch.tensor([[0.0, 0.0], [9.0, 6.0]]), shrunk.affine, invert=False)
+    torch.testing.assert_close(world, torch.tensor([[0.1, 0.2], [2.8, 3.8]], dtype=torch.float64))
+
+
+def test_the_limit_must_be_positive():
+    with pytest.raises(ValueError, match="max_pixels must be positive"):
+        ShrinkLarged("image", max_pixels=0)
