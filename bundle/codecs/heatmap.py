@@ -50,8 +50,14 @@ class GaussianHeatmapCodec:
 
         The confidence is the heatmap's maximum value (before any blur); 0 for an all-zero channel.
 
+    One codec owns every heatmap setting: the configs build one (``heatmap_codec``) and hand it to the target
+    transform and the decoder alike, so that a setting changed there reaches both (and a sigma adapted during
+    training reaches the next targets).
+
     Args:
         spatial_dims: D, 2 or 3.
+        sigma: the targets' Gaussian standard deviation in grid pixels, a number or one per landmark (K,); may be
+            replaced during training (``codec.sigma = ...``).
         truncate: Gaussian support radius in units of sigma.
         method: default decoding method, one of ``"argmax"``, ``"dark"``, ``"soft_argmax"``.
         blur_sigma: DARK's blur in pixels (2 keeps the error under 0.1 px with noise of SD 0.05 for sigma 1.5-4).
@@ -60,13 +66,14 @@ class GaussianHeatmapCodec:
     Example::
 
         >>> codec = GaussianHeatmapCodec(spatial_dims=2)
-        >>> heatmaps, visible = codec.encode(torch.tensor([[10.3, 20.7]]), (64, 52), sigma=2.0)  # (1, 64, 52)
+        >>> heatmaps, visible = codec.encode(torch.tensor([[10.3, 20.7]]), (64, 52))  # (1, 64, 52), sigma 2
         >>> coords, confidence = codec.decode(heatmaps)  # coords ~ [[10.3, 20.7]]
     """
 
     def __init__(
         self,
         spatial_dims: int = 2,
+        sigma: float | Sequence[float] | torch.Tensor = 2.0,
         truncate: float = 4.0,
         method: str = "dark",
         blur_sigma: float = 2.0,
@@ -79,6 +86,7 @@ class GaussianHeatmapCodec:
         if truncate <= 0 or blur_sigma < 0 or soft_argmax_radius < 1:
             raise ValueError("truncate must be > 0, blur_sigma >= 0 and soft_argmax_radius >= 1.")
         self.spatial_dims = spatial_dims
+        self.sigma = sigma
         self.truncate = float(truncate)
         self.method = method
         self.blur_sigma = float(blur_sigma)
@@ -86,7 +94,7 @@ class GaussianHeatmapCodec:
 
     # ------------------------------------------------------------------ encode
     def encode(
-        self, points: torch.Tensor, spatial_shape: Sequence[int], sigma: torch.Tensor | float
+        self, points: torch.Tensor, spatial_shape: Sequence[int], sigma: torch.Tensor | float | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Make heatmap targets.
 
@@ -94,7 +102,7 @@ class GaussianHeatmapCodec:
             points: (..., K, D) grid coordinates (pixels of the heatmap grid, convention in the module docstring).
             spatial_shape: S, D integers.
             sigma: Gaussian standard deviation in grid pixels, a number or a tensor broadcastable to (..., K)
-                (one per landmark, so it can be learnt or scheduled during training).
+                (one per landmark, so it can be learnt or scheduled during training); the codec's ``sigma`` if None.
 
         Returns:
             heatmaps (..., K, *S) in [0, 1] with the dtype of ``points`` (float32 for integer input), on its device;
@@ -109,7 +117,7 @@ class GaussianHeatmapCodec:
                 f"points must be (..., K, {self.spatial_dims}) and spatial_shape have {self.spatial_dims} entries; "
                 f"got points {tuple(points.shape)} and spatial_shape {spatial_shape}."
             )
-        sigma = torch.as_tensor(sigma, dtype=points.dtype, device=points.device)
+        sigma = torch.as_tensor(self.sigma if sigma is None else sigma, dtype=points.dtype, device=points.device)
         if not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
             raise ValueError(f"sigma must be finite and > 0, got {sigma}.")
         sigma = sigma.expand(points.shape[:-1])

@@ -227,77 +227,88 @@ class LandmarksToGridd(MapTransform):
 
 
 class GaussianHeatmapd(MapTransform):
-    """Heatmap target (K, *S) float32 from grid landmarks, on the reference image's grid and device, with
-    :class:`bundle.GaussianHeatmapCodec`: sub-pixel centre, peak 1, zero channel for a landmark outside the grid.
+    """Heatmap target (K, *S) float32 from grid landmarks, on the reference image's grid and device, made by the
+    heatmap codec (its sigma, its truncation): sub-pixel centre, peak 1, zero channel for a landmark outside the grid.
 
     Args:
         keys: keys of (K, D) grid landmarks.
+        codec: the :class:`bundle.GaussianHeatmapCodec` that owns the heatmap settings (default: its defaults for the
+            image's dimensions). Read at every call, so a sigma changed on it reaches the next target.
         ref_key: the image whose spatial shape the heatmap takes.
-        sigma: Gaussian SD in grid pixels, a number or one per landmark.
         output_key: where the heatmap goes.
-        truncate: support radius in sigmas.
     """
 
     def __init__(
         self,
         keys: KeysCollection,
+        codec: GaussianHeatmapCodec | None = None,
         ref_key: str = "image",
-        sigma: float | Sequence[float] = 2.0,
         output_key: str = "heatmap",
-        truncate: float = 4.0,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
-        self.ref_key, self.output_key = ref_key, output_key
-        self.sigma = torch.as_tensor(sigma, dtype=torch.float32)
-        self.truncate = truncate
+        self.codec, self.ref_key, self.output_key = codec, ref_key, output_key
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             image = d[self.ref_key]
-            codec = GaussianHeatmapCodec(image.ndim - 1, truncate=self.truncate)
+            codec = _codec_for(self.codec, image.ndim - 1)
             points = torch.as_tensor(d[key]).float().to(image.device)
-            heatmap, _ = codec.encode(points, image.shape[1:], self.sigma.to(image.device))
-            d[self.output_key] = heatmap
+            d[self.output_key], _ = codec.encode(points, image.shape[1:])
         return d
 
 
 class DecodeLandmarksd(MapTransform):
     """Heatmaps (K, *S) -> landmarks in world mm, in original-image pixels, and a confidence per landmark.
 
-    The grid points come from :meth:`bundle.GaussianHeatmapCodec.decode`; world = the reference image's affine applied
-    to them; pixels = the inverse of ``meta["source_affine"]`` (set by :class:`PixelSpacingd`) applied to world
-    (x = column in 2D). Heatmaps must be probabilities (apply a sigmoid to logits first).
+    The grid points come from the heatmap codec's :meth:`~bundle.GaussianHeatmapCodec.decode` (its method, its DARK
+    blur); world = the reference image's affine applied to them; pixels = the inverse of ``meta["source_affine"]``
+    (set by :class:`PixelSpacingd`) applied to world (x = column in 2D). Heatmaps must be probabilities (apply a
+    sigmoid to logits first).
 
     Writes ``{prefix}landmarks`` (K, D) world mm, ``{prefix}pixels`` (K, D) and ``{prefix}confidence`` (K,),
     all float64, with ``prefix`` = ``"pred_"`` by default.
+
+    Args:
+        keys: heatmap keys.
+        codec: the :class:`bundle.GaussianHeatmapCodec` that owns the heatmap settings (default: its defaults for the
+            heatmaps' dimensions, DARK decoding).
+        ref_key: the image the heatmaps are on.
+        prefix: prefix of the keys written.
     """
 
     def __init__(
         self,
         keys: KeysCollection,
+        codec: GaussianHeatmapCodec | None = None,
         ref_key: str = "image",
-        method: str = "dark",
         prefix: str = "pred_",
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
-        self.ref_key, self.method, self.prefix = ref_key, method, prefix
+        self.codec, self.ref_key, self.prefix = codec, ref_key, prefix
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             heatmaps = torch.as_tensor(d[key])
             reference = d[self.ref_key]
-            codec = GaussianHeatmapCodec(heatmaps.ndim - 1, method=self.method)
-            grid, confidence = codec.decode(heatmaps)
+            grid, confidence = _codec_for(self.codec, heatmaps.ndim - 1).decode(heatmaps)
             world = map_points(grid.double(), reference.affine, invert=False)
             source = reference.meta.get("source_affine", reference.affine)
             d[f"{self.prefix}landmarks"] = world
             d[f"{self.prefix}pixels"] = map_points(world, source, invert=True)
             d[f"{self.prefix}confidence"] = confidence.double().cpu()
         return d
+
+
+def _codec_for(codec: GaussianHeatmapCodec | None, spatial_dims: int) -> GaussianHeatmapCodec:
+    if codec is None:
+        return GaussianHeatmapCodec(spatial_dims)
+    if codec.spatial_dims != spatial_dims:
+        raise ValueError(f"the heatmap codec is {codec.spatial_dims}D, the data {spatial_dims}D.")
+    return codec
 
 
 class SaveLandmarksd(MapTransform):

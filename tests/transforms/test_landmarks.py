@@ -4,9 +4,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 from monai.transforms import Compose, LoadImaged, RandAffined, Resized
 from PIL import Image
 
+from bundle import GaussianHeatmapCodec
 from bundle.transforms import (
     DecodeLandmarksd,
     GaussianHeatmapd,
@@ -52,7 +54,7 @@ def test_known_point_through_resize_heatmap_and_decode(cephalogram_like):
     d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
     expected = [(835 + 0.5) * 416 / 1935 - 0.5, (996 + 0.5) * 512 / 2400 - 0.5]  # pixel-centre alignment
     torch.testing.assert_close(d["grid_landmarks"], torch.tensor([expected], dtype=torch.float64))
-    d = GaussianHeatmapd("grid_landmarks", sigma=2.0, output_key="pred")(d)
+    d = GaussianHeatmapd("grid_landmarks", output_key="pred")(d)
     assert d["pred"].shape == (1, 416, 512)
     d = DecodeLandmarksd("pred")(d)
     torch.testing.assert_close(d["pred_pixels"], torch.tensor([ISBI_POINT_PX], dtype=torch.float64), atol=0.01, rtol=0)
@@ -87,7 +89,7 @@ def test_three_dimensional_nifti_round_trip(tmp_path):
             LoadLandmarksd("landmarks", num_landmarks=2, spatial_dims=3),
             Resized("image", spatial_size=(16, 16, 16)),
             LandmarksToGridd("landmarks"),
-            GaussianHeatmapd("grid_landmarks", sigma=1.5, output_key="pred"),
+            GaussianHeatmapd("grid_landmarks", GaussianHeatmapCodec(3, sigma=1.5), output_key="pred"),
             DecodeLandmarksd("pred"),
         ]
     )(entry)
@@ -108,7 +110,7 @@ def test_spacing_errors_name_the_file(tmp_path, cephalogram_like):
 
 def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram_like):
     d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
-    d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", sigma=2.0, output_key="pred")(d))
+    d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", output_key="pred")(d))
     save = SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path / "out"), landmark_names=["sella"])
     save(d)
     result = json.loads((tmp_path / "out" / "001.json").read_text())
@@ -146,7 +148,7 @@ def test_default_spacing_serves_bare_image_paths_and_says_it_was_assumed(cephalo
 
 def test_a_failure_while_saving_leaves_no_file_behind(tmp_path, cephalogram_like):
     d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
-    d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", sigma=2.0, output_key="pred")(d))
+    d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", output_key="pred")(d))
     d["image"].meta["filename_or_obj"] = str(tmp_path / "gone.png")  # the overlay cannot read the image
     with pytest.raises(Exception):  # noqa: B017 - the reader's own error
         SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path / "out"), landmark_names=["sella"])(d)
@@ -170,3 +172,25 @@ def test_greyscale_drops_alpha_instead_of_averaging_it_in(tmp_path, mode):
     assert d["image"].shape == (1, 40, 30)  # MONAI's [x, y]
     np.testing.assert_allclose(d["image"][0].numpy(), grey.T.astype(np.float32))
     assert d["image"].meta["filename_or_obj"].endswith("x.png")
+
+
+def test_one_codec_owns_the_heatmap_settings_of_targets_and_decoding():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(["configs/train.json", "configs/demo.json"])
+    parser.update({"bundle_root": ".", "heatmap_codec#blur_sigma": 1.25, "sigma": 3.0})
+    codec = parser.get_parsed_content("heatmap_codec")
+    target = next(t for t in parser.get_parsed_content("make_target") if isinstance(t, GaussianHeatmapd))
+    decoder = next(
+        t for t in parser.get_parsed_content("validate#postprocessing").transforms if isinstance(t, DecodeLandmarksd)
+    )
+    assert target.codec is codec and decoder.codec is codec and (codec.blur_sigma, codec.sigma) == (1.25, 3.0)
+    # a sigma set on the codec (e.g. adapted during training) reaches the very next target
+    image = MetaTensor(torch.zeros(1, 32, 32))
+    wide = target({"image": image, "grid_landmarks": torch.tensor([[16.0] * 2] * 6)})["label"]
+    codec.sigma = torch.tensor([1.0] * 6)
+    narrow = target({"image": image, "grid_landmarks": torch.tensor([[16.0] * 2] * 6)})["label"]
+    assert float(wide[0, 16, 19]) == pytest.approx(np.exp(-9 / 18)) and float(narrow[0, 16, 19]) == pytest.approx(
+        np.exp(-9 / 2)
+    )
