@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from monai.transforms import LoadImage
 
+from .geometry import map_points
 from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, colliding_stems, output_paths, read_landmarks
-from .transforms.landmarks import PixelSpacingd, SqueezeSpatiald, map_points
+from .transforms.landmarks import PixelSpacingd, SqueezeSpatiald
 from .workflow import refuse_existing
 
 __all__ = ["load_datalist", "check_datalist", "inference_list"]

@@ -49,10 +49,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bundle import CoorTransformerBlock  # noqa: E402
 from bundle.errors import run_main  # noqa: E402
+from bundle.geometry import map_points  # noqa: E402
 from bundle.losses import CentralLoss  # noqa: E402
 from bundle.networks import explicit_attention  # noqa: E402
 from bundle.transforms import DecodeLandmarksd  # noqa: E402
-from bundle.transforms.landmarks import map_points  # noqa: E402
 
 SIZE = (1935, 2400)  # width x height
 PAPER = ("isbi2015_paper.json",)

@@ -30,6 +30,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
+from monai.transforms import LoadImage
 from PIL import Image, ImageDraw
 
 matplotlib.use("Agg")
@@ -38,8 +39,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.data import load_datalist  # noqa: E402
 from bundle.errors import run_main  # noqa: E402
-from bundle.io import output_stem, read_landmarks  # noqa: E402
+from bundle.geometry import map_points, spacing_affine  # noqa: E402
+from bundle.io import NO_GEOMETRY_SUFFIXES, output_stem, read_landmarks  # noqa: E402
 from bundle.metrics import radial_errors, summarise_errors  # noqa: E402
+from bundle.transforms import SqueezeSpatiald  # noqa: E402
 
 GU2NET_GRID = (416, 512)  # (width, height) = MONAI's (x, y)
 GU2NET_MM_PER_PIXEL = 0.46875
@@ -70,10 +73,22 @@ def match(entries: list, predictions: dict[str, dict], num_landmarks: int | None
         stem = output_stem(entry["image"])
         if stem not in predictions:
             raise ValueError(f"no prediction for {entry['image']} (looked for {stem}.json).")
-        spacing = np.asarray(entry.get("spacing", [1.0, 1.0]), dtype=np.float64)
+        spacing = entry.get("spacing")
         truth = read_landmarks(entry["landmarks"], num_landmarks, spacing=spacing)
-        cases.append({"stem": stem, "image": entry["image"], "spacing": spacing, "truth": truth, **predictions[stem]})
+        affine = spacing_affine(spacing) if spacing is not None else _file_affine(entry["image"])
+        cases.append(
+            {"stem": stem, "image": entry["image"], "pixel_affine": affine, "truth": truth, **predictions[stem]}
+        )
     return cases
+
+
+def _file_affine(image: str) -> torch.Tensor:
+    """The pixel-to-world affine of a 2D image file with geometry (e.g. the hand atlas's .mha); a format without
+    geometry needs a datalist spacing: millimetres would be meaningless."""
+    if image.lower().endswith(NO_GEOMETRY_SUFFIXES):
+        raise ValueError(f"{image}: the datalist gives no 'spacing' (mm per pixel) for this format.")
+    loaded = LoadImage(image_only=True, ensure_channel_first=True)(image)
+    return SqueezeSpatiald("image", 2)({"image": loaded})["image"].affine
 
 
 def world_errors(cases: list[dict], normalize_pair=None, normalize_length: float = 50.0) -> np.ndarray:
@@ -90,7 +105,7 @@ def gu2net_errors(cases: list[dict]) -> np.ndarray:
         with Image.open(case["image"]) as image:
             size = np.array(image.size, dtype=np.float64)  # (width, height) = (x, y)
         scale = np.array(GU2NET_GRID) / size
-        truth_pixels = case["truth"].coordinates / case["spacing"]
+        truth_pixels = map_points(case["truth"].coordinates, case["pixel_affine"], invert=True).numpy()
         rows.append(GU2NET_MM_PER_PIXEL * np.linalg.norm((case["pixel"] - truth_pixels) * scale, axis=1))
     return np.stack(rows)
 
@@ -135,7 +150,7 @@ def _worst_gallery(cases: list[dict], errors: np.ndarray, path: Path, count: int
         scale = width / grey.size[0]
         tile = grey.resize((width, round(grey.size[1] * scale))).convert("RGB")
         draw = ImageDraw.Draw(tile)
-        truth_pixels = case["truth"].coordinates / case["spacing"]
+        truth_pixels = map_points(case["truth"].coordinates, case["pixel_affine"], invert=True).numpy()
         for k, (t, p) in enumerate(zip(truth_pixels, case["pixel"])):
             (tx, ty), (px, py) = (t + 0.5) * scale, (p + 0.5) * scale
             draw.line([(tx, ty), (px, py)], fill=(255, 255, 0))

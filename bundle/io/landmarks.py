@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..geometry import map_points, spacing_affine
 from ..workflow import refuse_existing
 
 __all__ = ["Landmarks", "LandmarkFileError", "read_landmarks", "write_landmarks", "landmark_format"]
@@ -141,7 +142,13 @@ def _read_isbi(path, spacing, num_landmarks) -> Landmarks:
         if len(parts) != 2:
             raise LandmarkFileError(path, f"expected 'x,y', got {text!r}.", i + 1)
         points.append([_number(path, p, i + 1, axis) for p, axis in zip(parts, "xy")])
-    return Landmarks(np.asarray(points) * np.asarray(spacing, dtype=np.float64))
+    if np.asarray(spacing).size != 2:
+        raise LandmarkFileError(path, f"ISBI text files are 2D: give 2 spacings (x, y), got {spacing}.")
+    try:
+        affine = spacing_affine(spacing)
+    except ValueError as e:
+        raise LandmarkFileError(path, str(e)) from None
+    return Landmarks(map_points(np.asarray(points), affine).numpy())
 
 
 def _csv_row(path, text: str, line: int) -> list[str]:
@@ -366,7 +373,7 @@ def write_landmarks(
     elif fmt == "isbi":
         if spacing is None or not visible.all():
             raise ValueError("the ISBI text format needs spacing and holds only visible landmarks.")
-        pixels = np.rint(coords / np.asarray(spacing, dtype=np.float64)).astype(int)
+        pixels = np.rint(map_points(coords, spacing_affine(spacing), invert=True).numpy()).astype(int)
         path.write_text("".join(f"{x},{y}\n" for x, y in pixels))
     elif fmt in ("fcsv", "mrk.json"):
         xyz = np.concatenate([coords, np.zeros((len(coords), 3 - dims))], 1) if dims == 2 else coords

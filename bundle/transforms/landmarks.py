@@ -17,11 +17,10 @@ from typing import Hashable, Mapping, Sequence
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.data.utils import to_affine_nd
-from monai.transforms import ApplyTransformToPoints, MapTransform, SqueezeDim
-from monai.utils import convert_to_tensor
+from monai.transforms import MapTransform, SqueezeDim
 
 from ..codecs import GaussianHeatmapCodec
+from ..geometry import map_points
 from ..io import NO_GEOMETRY_SUFFIXES, Landmarks, output_paths, read_landmarks, write_landmarks
 from ..workflow import as_bool, refuse_existing
 
@@ -41,19 +40,6 @@ logger = logging.getLogger(__name__)
 
 def _filename(image: MetaTensor) -> str:
     return str(image.meta.get("filename_or_obj", "<image>"))
-
-
-def map_points(points: torch.Tensor, affine: torch.Tensor, invert: bool) -> torch.Tensor:
-    """(K, D) points through a (D+1)x(D+1) or 4x4 affine (MONAI gives 2D images a 4x4 one), in float64, on the CPU
-    (the image itself may live on the GPU)."""
-    # plain tensors: a MetaTensor returned by an earlier mapping carries that mapping in its metadata, and
-    # ApplyTransformToPoints would apply it again instead of the affine given here
-    points = convert_to_tensor(points, track_meta=False).detach().cpu()
-    affine = convert_to_tensor(affine, track_meta=False).detach().cpu().double()
-    if affine.shape[0] < 4:  # e.g. 3x3 after SqueezeDim; ApplyTransformToPoints composes with 4x4 matrices
-        affine = convert_to_tensor(to_affine_nd(3, affine), track_meta=False)
-    mapped = ApplyTransformToPoints(dtype=torch.float64, affine=affine, invert_affine=invert)(points[None])
-    return convert_to_tensor(mapped, track_meta=False)[0]
 
 
 class AsGreyscaled(MapTransform):

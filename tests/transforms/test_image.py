@@ -3,8 +3,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
+from bundle.geometry import map_points
 from bundle.transforms import ShrinkLarged
-from bundle.transforms.landmarks import map_points
 
 
 def _image(shape=(30, 21), spacing=(0.1, 0.2)):

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+import torch
+
+from bundle.geometry import map_points, spacing_affine
+
+
+def test_the_known_isbi_point_goes_to_millimetres_and_back():
+    affine = spacing_affine([0.1, 0.1])
+    world = map_points(np.array([[835.0, 996.0]]), affine)
+    torch.testing.assert_close(world, torch.tensor([[83.5, 99.6]], dtype=torch.float64))
+    torch.testing.assert_close(
+        map_points(world, affine, invert=True), torch.tensor([[835.0, 996.0]], dtype=torch.float64)
+    )
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_a_rotated_translated_affine_round_trips(dims):
+    rng = np.random.default_rng(dims)
+    q, _ = np.linalg.qr(rng.normal(size=(dims, dims)))
+    affine = np.eye(dims + 1)
+    affine[:dims, :dims] = q * rng.uniform(0.2, 2.0, size=dims)
+    affine[:dims, dims] = rng.normal(size=dims) * 50
+    points = rng.normal(size=(5, dims)) * 100
+    world = map_points(points, torch.as_tensor(affine))
+    np.testing.assert_allclose(world.numpy(), points @ affine[:dims, :dims].T + affine[:dims, dims], atol=1e-9)
+    np.testing.assert_allclose(map_points(world, torch.as_tensor(affine), invert=True).numpy(), points, atol=1e-9)
+
+
+def test_a_2d_point_takes_monai_s_4x4_affine_of_a_2d_image():
+    affine = torch.diag(torch.tensor([0.5, 0.25, 1.0, 1.0], dtype=torch.float64))
+    affine[:2, 3] = torch.tensor([10.0, -4.0])
+    torch.testing.assert_close(
+        map_points(torch.tensor([[2.0, 8.0]]), affine), torch.tensor([[11.0, -2.0]], dtype=torch.float64)
+    )
+
+
+@pytest.mark.parametrize("spacing", [[0.1, -0.1], [0.0, 1.0], [float("nan"), 1.0], [], [1, 1, 1, 1]])
+def test_bad_spacings_are_refused(spacing):
+    with pytest.raises(ValueError, match="spacing must be 1 to 3 positive numbers"):
+        spacing_affine(spacing)
