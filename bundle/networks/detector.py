@@ -14,22 +14,45 @@ from .attention import ChannelSpatialAttention, make_attention_block
 __all__ = ["CoorTransformerDetector"]
 
 
-def _conv_block(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Sequential:
-    """Two conv-BN-ReLU layers (3x3 or 3x3x3)."""
+def _conv_block(spatial_dims: int, in_channels: int, out_channels: int, act, norm, dropout) -> nn.Sequential:
+    """Two conv-norm-dropout-activation layers (3x3 or 3x3x3; MONAI's :class:`Convolution`, order NDA)."""
     return nn.Sequential(
-        Convolution(spatial_dims, in_channels, out_channels, kernel_size=3, act="RELU", norm="BATCH"),
-        Convolution(spatial_dims, out_channels, out_channels, kernel_size=3, act="RELU", norm="BATCH"),
+        *(
+            Convolution(spatial_dims, c, out_channels, kernel_size=3, act=act, norm=norm, dropout=dropout)
+            for c in (in_channels, out_channels)
+        )
     )
 
 
 class DecoderStage(nn.Module):
-    """Transformer block at the coarse level, up-sampling by 2, skip concatenation, conv block with attention."""
+    """One decoder stage of :class:`CoorTransformerDetector`: the transformer block on the coarse features, a
+    transposed convolution up-sampling by 2 to the skip connection's channels, concatenation with the skip, a conv
+    block, then channel and spatial attention.
 
-    def __init__(self, spatial_dims: int, in_channels: int, skip_channels: int, attention: nn.Module):
+    Shapes: ``x`` (B, in_channels, *S), ``skip`` (B, skip_channels, *2S) -> (B, skip_channels, *2S).
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: channels of the coarse input.
+        skip_channels: channels of the skip connection, and of the output.
+        attention: the transformer block (from :func:`make_attention_block`; ``nn.Identity`` for none).
+        act, norm, dropout: of the conv block, as MONAI's :class:`Convolution` takes them.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        skip_channels: int,
+        attention: nn.Module,
+        act="RELU",
+        norm="BATCH",
+        dropout=None,
+    ):
         super().__init__()
         self.attention = attention
         self.up = Conv[Conv.CONVTRANS, spatial_dims](in_channels, skip_channels, kernel_size=2, stride=2)
-        self.conv = _conv_block(spatial_dims, 2 * skip_channels, skip_channels)
+        self.conv = _conv_block(spatial_dims, 2 * skip_channels, skip_channels, act, norm, dropout)
         self.channel_spatial = ChannelSpatialAttention(spatial_dims, skip_channels)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -38,10 +61,11 @@ class DecoderStage(nn.Module):
 
 
 class CoorTransformerDetector(nn.Module):
-    """Heatmap landmark detector of Zhu et al. (Neural Networks 187, 2025): U-Net encoder of conv-BN-ReLU blocks with
-    max-pool down-sampling; decoder stages (deepest first) of a transformer block at the stage's input resolution,
-    transposed-conv up-sampling, skip concatenation, a conv-BN-ReLU block and channel + spatial attention; a 1x1 conv
-    head giving one logit map per landmark.
+    """Heatmap landmark detector of Zhu et al. (Neural Networks 187, 2025): U-Net encoder of conv-norm-activation
+    blocks (batch norm and ReLU by default, as in the paper) with max-pool down-sampling; decoder stages
+    (:class:`DecoderStage`, deepest first) of a transformer block at the stage's input resolution, transposed-conv
+    up-sampling, skip concatenation, a conv block and channel + spatial attention; a 1x1 conv head giving one logit map
+    per landmark.
 
     Args:
         spatial_dims: 2 or 3.
@@ -55,6 +79,11 @@ class CoorTransformerDetector(nn.Module):
             (1, 2, 4, 8) puts every stage's keys and values on the deepest grid (832 keys for a 512x416 input).
         offset_range: CoorTransformer offset bound in pixels of each stage.
         mlp_ratio: transformer MLP expansion.
+        act: activation of the conv blocks, as MONAI's :class:`Convolution` takes it (a name, or a name and its
+            arguments: ``("leakyrelu", {"negative_slope": 0.1})``); the paper's ReLU by default.
+        norm: normalisation of the conv blocks, likewise (``"batch"``, ``"instance"``, ``("group", {"num_groups":
+            8})``...); batch norm by default. With batch 1 (3D), instance or group norm trains better.
+        dropout: dropout probability of the conv blocks (None: no dropout layer).
 
     Shapes: input (B, in_channels, *S) with every spatial size divisible by 2^depth (16 by default); output
     logits (B, K, *S). Apply ``sigmoid`` for heatmaps.
@@ -81,6 +110,9 @@ class CoorTransformerDetector(nn.Module):
         kv_strides: Sequence[int] = (1, 2, 4, 8),
         offset_range: float = 2.0,
         mlp_ratio: float = 4.0,
+        act: str | tuple = "RELU",
+        norm: str | tuple = "BATCH",
+        dropout: float | None = None,
     ):
         super().__init__()
         features = [int(f) for f in features]
@@ -96,7 +128,7 @@ class CoorTransformerDetector(nn.Module):
         self.depth = depth
         self.encoder = nn.ModuleList(
             [
-                _conv_block(spatial_dims, in_channels if i == 0 else features[i - 1], features[i])
+                _conv_block(spatial_dims, in_channels if i == 0 else features[i - 1], features[i], act, norm, dropout)
                 for i in range(depth + 1)
             ]
         )
@@ -107,7 +139,7 @@ class CoorTransformerDetector(nn.Module):
             block = make_attention_block(
                 attention, spatial_dims, features[level], int(num_heads[s]), int(kv_strides[s]), offset_range, mlp_ratio
             )
-            stages.append(DecoderStage(spatial_dims, features[level], features[level - 1], block))
+            stages.append(DecoderStage(spatial_dims, features[level], features[level - 1], block, act, norm, dropout))
         self.decoder = nn.ModuleList(stages)
         self.head = Conv[Conv.CONV, spatial_dims](features[0], out_channels, kernel_size=1)
 

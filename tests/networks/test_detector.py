@@ -67,3 +67,23 @@ def test_bad_arguments():
         CoorTransformerDetector(features=(8, 16, 32), num_heads=(2, 1, 1), kv_strides=(1, 2))
     with pytest.raises(ValueError, match="must divide"):
         CoorTransformerDetector(features=(8, 16, 32), num_heads=(2, 1), kv_strides=(2, 2))
+
+
+def test_activation_normalisation_and_dropout_are_configurable():
+    default = CoorTransformerDetector(**SMALL)
+    assert not [m for m in default.modules() if isinstance(m, torch.nn.Dropout)]
+    assert all(
+        isinstance(m, torch.nn.ReLU) for m in default.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.PReLU))
+    )
+    net = CoorTransformerDetector(act=("leakyrelu", {"negative_slope": 0.1}), norm="instance", dropout=0.2, **SMALL)
+    kinds = {type(m) for m in net.modules()}
+    assert {
+        torch.nn.LeakyReLU,
+        torch.nn.InstanceNorm2d,
+        torch.nn.Dropout,
+    } <= kinds and torch.nn.BatchNorm2d not in kinds
+    grouped = CoorTransformerDetector(norm=("group", {"num_groups": 4}), **SMALL)
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in grouped.modules())
+    # the same state-dict keys as the default where the layers have weights (shipped weights keep loading)
+    assert set(CoorTransformerDetector(dropout=0.1, **SMALL).state_dict()) == set(default.state_dict())
+    assert net(torch.randn(1, 1, 16, 16)).shape == (1, 19, 16, 16)
