@@ -4,11 +4,14 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 
 from bundle import read_landmarks
 from scripts.make_afids_fixture import block_average
 from tests.test_workflows import REPO, _run, _workflow
+
+pytestmark = pytest.mark.slow  # trains in 3D
 
 FIXTURE = REPO / "data" / "afids"
 

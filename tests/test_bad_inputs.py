@@ -19,6 +19,8 @@ from PIL import Image
 from scripts.make_demo_data import write as write_demo_data
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # each case runs the command line
+
 SMALL = ["--grid_size", "[32,32]", "--network_def#features", "[8,16,32,64]", "--max_epochs", "1", "--val_interval", "1"]
 
 

@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from scripts.make_demo_data import write as write_demo_data
 from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # three trainings in subprocesses
 
 EPOCHS = 4
 SMALL = ["--grid_size", "[32,32]", "--network_def#features", "[8,16,32,64]", "--val_interval", "1"]

@@ -69,6 +69,7 @@ def test_the_model_card_and_the_metadata_describe_these_weights():
     assert metadata["eval_metrics"]["sha256"] == digest
 
 
+@pytest.mark.slow
 def test_a_folder_of_plain_images_gets_the_19_landmarks_at_an_assumed_spacing(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -84,6 +85,7 @@ def test_a_folder_of_plain_images_gets_the_19_landmarks_at_an_assumed_spacing(tm
     assert len(rows) == 1 + 19
 
 
+@pytest.mark.slow
 def test_the_shipped_model_finds_isbi_landmarks(tmp_path):
     """A check that the weights are the trained ones (the model card has the full evaluation): three test images,
     errors against the mean of the two doctors."""

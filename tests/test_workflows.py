@@ -182,6 +182,7 @@ def test_check_properties_is_empty(config, workflow_type, trained, tmp_path):
     assert not workflow.check_properties()
 
 
+@pytest.mark.slow
 def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path):
     shutil.copytree(trained / "data", tmp_path / "data")
     args = ["--config_file", str([str(CONFIGS / c) for c in [*DEMO, "multi_gpu_train.json"]])]
@@ -211,6 +212,7 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path
     assert (tmp_path / "models" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_running_from_another_folder_with_bundle_root(trained, tmp_path):
     shutil.copytree(trained / "data", tmp_path / "data")
     args = [
@@ -237,12 +239,14 @@ def test_running_from_another_folder_with_bundle_root(trained, tmp_path):
     assert (tmp_path / "models" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_verify_metadata():
     _cli(
         "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "tests/data/meta_schema_20240725.json"
     )
 
 
+@pytest.mark.slow
 def test_verify_net_in_out():
     _cli(
         "verify_net_in_out",
@@ -254,6 +258,7 @@ def test_verify_net_in_out():
     )
 
 
+@pytest.mark.slow
 def test_ckpt_export_to_torchscript(trained, tmp_path):
     _cli(
         "ckpt_export",

@@ -56,9 +56,10 @@ class BestModelSaver(CheckpointSaver):
 
 
 class ResumeCheckpointSaver(CheckpointSaver):
-    """MONAI's :class:`CheckpointSaver` for resume checkpoints (``<file_prefix>_checkpoint_epoch=N.pt``) that keeps
-    only the newest ``n_saved`` of them in ``save_dir``, counting those of earlier, resumed runs too. MONAI's saver
-    deletes only what it saved itself, so every resume would otherwise leave one more full checkpoint behind.
+    """MONAI's :class:`CheckpointSaver` for resume checkpoints (``<file_prefix>_checkpoint_epoch=N.pt``, as ignite
+    names them) that also removes the older ones that earlier, resumed runs left in ``save_dir`` once it has saved
+    its own: MONAI's saver rotates only what it saved itself (the newest ``n_saved``), so every resume would otherwise
+    leave one more full checkpoint behind.
     """
 
     def __init__(self, save_dir: str, save_dict: dict, file_prefix: str = "", n_saved: int = 1, **kwargs):
@@ -67,10 +68,12 @@ class ResumeCheckpointSaver(CheckpointSaver):
 
     def interval_completed(self, engine: Engine) -> None:
         super().interval_completed(engine)
+        # ignite names them <prefix>_checkpoint_epoch=N.pt, or <prefix>_<object>_epoch=N.pt for a single object;
+        # the ones this saver wrote are ignite's to rotate, the older ones of earlier runs are ours to remove
         prefix = f"{self.file_prefix}_" if self.file_prefix else ""
-        pattern = re.compile("^" + re.escape(prefix) + r"checkpoint_epoch=(\d+)\.pt$")
-        found = sorted(
-            (int(m.group(1)), path) for path in Path(self.save_dir).glob("*.pt") if (m := pattern.search(path.name))
-        )
-        for _, path in found[: max(0, len(found) - self.n_saved)]:
-            path.unlink()
+        pattern = re.compile("^" + re.escape(prefix) + r"[A-Za-z0-9]+_epoch=(\d+)\.pt$")
+        own = {item.filename for item in self._interval_checkpoint._saved}
+        for path in Path(self.save_dir).glob("*.pt"):
+            match = pattern.search(path.name)
+            if match and path.name not in own and int(match.group(1)) < engine.state.epoch:
+                path.unlink()

@@ -9,10 +9,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bundle.io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
+
+pytestmark = pytest.mark.slow  # 10,000 fuzzing cases
 
 CASES = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 SUFFIXES = (".csv", ".json", ".txt", ".fcsv", ".mrk.json")

@@ -16,6 +16,7 @@ def ceph(tmp_path_factory):
     return str(image)
 
 
+@pytest.mark.slow
 def test_end_to_end_and_stages(ceph):
     timing = end_to_end(ceph, repeats=1, overlays=PAPER)
     assert timing["grid"] == [416, 512] and timing["landmarks"] == 19 and timing["parameters"] == 4532699

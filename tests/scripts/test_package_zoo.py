@@ -20,6 +20,8 @@ from scripts.package_zoo import BUNDLE_NAME, WEIGHTS, package, sha256
 from tests.conftest import REPO_ROOT
 from tests.style import precommit_failures
 
+pytestmark = pytest.mark.slow  # packages the bundle and runs its checks and unit test
+
 SCHEMA = REPO_ROOT / "tests" / "data" / "meta_schema_20240725.json"
 URL = "https://example.org/coortransformer_landmarks/v1/"
 

@@ -1,0 +1,170 @@
+"""Each handler on a small ignite engine: what it computes, writes, saves and restores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine, Events
+from monai.data import MetaTensor
+from monai.engines import Evaluator
+from monai.transforms import Compose, RandAffined, RandGaussianNoised
+
+from bundle.handlers import (
+    BestModelSaver,
+    LandmarkReportWriter,
+    LandmarkTableWriter,
+    MeanRadialErrorHandler,
+    PeriodicValidationHandler,
+    RandomStates,
+    ResumeCheckpointSaver,
+    SuccessfulDetectionRateHandler,
+)
+
+
+class CountingEvaluator(Evaluator):
+    """An evaluator that records the epochs it is run for."""
+
+    def __init__(self):
+        super().__init__(device="cpu", val_data_loader=[0])
+        self.epochs = []
+
+    def run(self, global_epoch: int = 1) -> None:
+        self.epochs.append(global_epoch)
+
+
+def _trainer(epochs: int) -> Engine:
+    engine = Engine(lambda e, b: None)
+    engine.max = epochs
+    return engine
+
+
+@pytest.mark.parametrize("epochs, expected", [(12, [5, 10, 12]), (10, [5, 10]), (3, [3])])
+def test_validation_every_interval_and_after_the_last_epoch(epochs, expected):
+    validator = CountingEvaluator()
+    trainer = Engine(lambda e, b: None)
+    PeriodicValidationHandler(interval=5, validator=validator).attach(trainer)
+    trainer.run([0], max_epochs=epochs)
+    assert validator.epochs == expected
+
+
+def _points(errors_mm):
+    """(B, K, 2) predictions and truths whose radial errors are ``errors_mm`` (B, K)."""
+    errors = torch.as_tensor(errors_mm, dtype=torch.float64)
+    truth = torch.zeros(*errors.shape, 2, dtype=torch.float64)
+    return torch.stack([errors, torch.zeros_like(errors)], -1), truth
+
+
+def test_metric_handlers_give_the_mean_and_one_sdr_per_radius():
+    batches = [_points([[1.0, 3.0]]), _points([[2.0, 6.0]])]
+    engine = Engine(lambda e, batch: batch)
+    MeanRadialErrorHandler().attach(engine, "val_mre")
+    SuccessfulDetectionRateHandler(radii=(2.0, 4.0)).attach(engine, "val_sdr")
+    engine.run(batches, max_epochs=1)
+    assert engine.state.metrics["val_mre"] == pytest.approx(3.0)
+    assert engine.state.metrics["val_sdr_2mm"] == pytest.approx(50.0) and engine.state.metrics["val_sdr_4mm"] == 75.0
+    assert engine.state.metric_details["val_mre"].tolist() == [[1.0, 3.0], [2.0, 6.0]]
+
+
+def test_the_report_writer_writes_per_image_errors_and_the_summary(tmp_path):
+    images = [MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": f"/d/{i}.png"}) for i in range(2)]
+    batches = [({"image": images[i]}, _points([[1.0 + i, 3.0]])) for i in range(2)]
+    engine = Engine(lambda e, b: b[1])  # the output is (y_pred, y); the writer reads the names from the batch
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: setattr(e.state, "batch", e.state.batch[0]))
+    MeanRadialErrorHandler().attach(engine, "val_mre")
+    LandmarkReportWriter(str(tmp_path), ["a", "b"], radii=(2.0,)).attach(engine)
+    engine.run(batches, max_epochs=1)
+    rows = list(csv.reader((tmp_path / "landmark_errors.csv").open()))
+    assert rows == [["image", "a", "b"], ["/d/0.png", "1.0000", "3.0000"], ["/d/1.png", "2.0000", "3.0000"]]
+    report = json.loads((tmp_path / "landmark_report.json").read_text())
+    assert report["mre"] == pytest.approx(2.25) and report["sdr"]["2"] == pytest.approx(50.0)
+    with pytest.raises(FileExistsError, match="landmark_errors.csv"):
+        engine.run(batches, max_epochs=1)
+
+
+def test_the_table_writer_writes_one_row_per_image_and_landmark_and_nothing_partial(tmp_path):
+    image = MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": "/d/x.png"})
+    output = {
+        "image": image,
+        "pred_landmarks": torch.tensor([[1.0, 2.0], [3.0, 4.0]]),
+        "pred_pixels": torch.tensor([[10.0, 20.0], [30.0, 40.0]]),
+        "pred_confidence": torch.tensor([0.9, 0.5]),
+    }
+    engine = Engine(lambda e, b: [output])
+    LandmarkTableWriter(str(tmp_path), ["a", "b"]).attach(engine)
+    engine.run([0], max_epochs=1)
+    rows = list(csv.reader((tmp_path / "landmarks.csv").open()))
+    assert rows[0] == ["image", "index", "name", "x_px", "y_px", "x_mm", "y_mm", "confidence"]
+    assert rows[2] == ["/d/x.png", "1", "b", "30.0000", "40.0000", "3.0000", "4.0000", "0.5000"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["landmarks.csv"]  # no temporary file left
+
+
+def test_the_best_model_saver_keeps_its_best_across_a_resume_and_says_what_it_saved(tmp_path):
+    model = torch.nn.Linear(2, 1)
+
+    def saver():
+        return BestModelSaver(
+            str(tmp_path), {"model": model}, save_key_metric=True, key_metric_filename="model.pt",
+            key_metric_negative_sign=True,
+        )  # fmt: skip
+
+    def evaluate(handler, value, epoch):
+        """One validation at the training's ``epoch`` (MONAI's evaluator runs with the trainer's epoch)."""
+
+        def score(engine):
+            engine.state.epoch, engine.state.key_metric_name = epoch, "val_mre"
+            engine.state.metrics["val_mre"] = value
+
+        engine = Engine(lambda e, b: None)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, score)
+        handler.attach(engine)
+        engine.run([0], max_epochs=1)
+
+    first = saver()
+    evaluate(first, 2.0, 1)
+    assert json.loads((tmp_path / "model.json").read_text())["value"] == 2.0
+    state = first.state_dict()
+    resumed = saver()
+    resumed.load_state_dict(state)
+    evaluate(resumed, 3.0, 2)  # worse than the best before the resume: model.pt stays
+    record = json.loads((tmp_path / "model.json").read_text())
+    assert (record["epoch"], record["value"], record["metric"]) == (1, 2.0, "val_mre")
+    evaluate(resumed, 1.5, 3)
+    assert json.loads((tmp_path / "model.json").read_text())["epoch"] == 3
+
+
+def test_resume_checkpoints_are_pruned_across_runs(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    for epoch in (3, 7):  # left by earlier, resumed runs
+        torch.save({}, tmp_path / f"resume_checkpoint_epoch={epoch}.pt")
+    (tmp_path / "other.pt").write_bytes(b"")
+    engine = Engine(lambda e, b: None)
+    state = {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}  # as train.json saves
+    ResumeCheckpointSaver(str(tmp_path), state, file_prefix="resume", save_interval=1, n_saved=2).attach(engine)
+    engine.state.epoch, engine.state.iteration, engine.state.max_epochs, engine.state.epoch_length = 7, 7, 9, 1
+    engine.run([0])  # resumes at epoch 8, as a training resumed from epoch 7's checkpoint
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["other.pt", "resume_checkpoint_epoch=8.pt", "resume_checkpoint_epoch=9.pt"]
+
+
+def test_random_states_round_trip_through_a_checkpoint(tmp_path):
+    transforms = Compose([RandAffined("image", prob=1.0, rotate_range=0.3), RandGaussianNoised("image", prob=1.0)])
+    transforms.set_random_state(seed=3)
+    states = RandomStates(transforms)
+
+    def draw():
+        image = transforms({"image": torch.zeros(1, 8, 8)})["image"]
+        return image.sum().item(), random.random(), np.random.rand(), torch.rand(1).item()
+
+    torch.save(states.state_dict(), tmp_path / "rng.pt")
+    first = [draw() for _ in range(3)]
+    states.load_state_dict(torch.load(tmp_path / "rng.pt", weights_only=True))  # what CheckpointLoader does
+    assert [draw() for _ in range(3)] == first
+    with pytest.raises(ValueError, match=r"holds 6 random transforms' states, the training has 3: resume with"):
+        RandomStates(Compose([RandGaussianNoised("image")])).load_state_dict(
+            torch.load(tmp_path / "rng.pt", weights_only=True)
+        )
