@@ -24,10 +24,12 @@ from .handlers import (
     SuccessfulDetectionRateHandler,
 )
 from .io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
+from .io.files import refuse_existing
 from .losses import CentralLoss, HeatmapFocalLoss
 from .metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from .networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
-from .workflow import as_bool, check_outputs, latest_checkpoint, refuse_existing
+from .switches import as_bool
+from .workflow import check_outputs, latest_checkpoint
 
 __version__ = "0.1.0"
 

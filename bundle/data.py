@@ -17,8 +17,8 @@ from monai.transforms import LoadImage
 
 from .geometry import map_points
 from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, colliding_stems, output_paths, read_landmarks
-from .transforms.landmarks import PixelSpacingd, SqueezeSpatiald
-from .workflow import refuse_existing
+from .io.files import refuse_existing
+from .transforms.image import PixelSpacingd, SqueezeSpatiald
 
 __all__ = ["load_datalist", "check_datalist", "inference_list"]
 

@@ -8,34 +8,13 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
-from typing import Iterable
 
-__all__ = ["as_bool", "check_outputs", "latest_checkpoint", "refuse_existing"]
+from .switches import as_bool
+
+__all__ = ["check_outputs", "latest_checkpoint"]
 
 _EPOCH = re.compile(r"=(\d+)\.pt$")
 logger = logging.getLogger(__name__)
-
-
-_TRUE, _FALSE = ("true", "1"), ("false", "0")
-
-
-def as_bool(value, name: str = "value") -> bool:
-    """A switch from a config or the command line, parsed strictly.
-
-    ``python -m monai.bundle run ... --overwrite false`` hands the config the *string* ``"false"``, which Python
-    treats as true. This accepts a bool, 0 or 1, or the strings true / false / 1 / 0 (any case, surrounding spaces
-    ignored), and nothing else.
-
-    Raises:
-        ValueError: naming ``name`` and the value, for anything else.
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"{name} must be true or false (or 1 / 0), got {value!r}.")
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> str:
@@ -75,21 +54,3 @@ def check_outputs(model_path: str | os.PathLike, checkpoint_dir: str | os.PathLi
         )
     if overwrite and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
-
-
-def refuse_existing(
-    paths: str | os.PathLike | Iterable[str | os.PathLike],
-    overwrite: bool,
-    hint: str = "pass --overwrite to replace it, or choose another --out.",
-) -> None:
-    """Raise if any of ``paths`` exists and ``overwrite`` is not set: the one guard against replacing earlier output
-    (scripts, evaluation and inference writers, landmark files).
-
-    Raises:
-        FileExistsError: naming the existing paths, followed by ``hint`` (how to get past it).
-    """
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    existing = [str(p) for p in paths if Path(p).exists()]
-    if existing and not as_bool(overwrite, "overwrite"):
-        named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-        raise FileExistsError(f"{named} {'exists' if len(existing) == 1 else 'exist'}: {hint}")

@@ -11,7 +11,7 @@ Measures, on the machine it runs on:
   and landmarker's local soft-argmax decoder;
 - ``stages``: each CoorTransformer block of the paper-sized network, at the input it gets for a 1 x 1 x 512 x 416
   image: forward time and peak memory with ``scaled_dot_product_attention`` and with the explicit-matrix reference
-  (:func:`bundle.networks.explicit_attention`). Peak memory is the largest single allocation seen by the profiler on
+  (:func:`explicit_attention` below). Peak memory is the largest single allocation seen by the profiler on
   the CPU, ``torch.cuda.max_memory_allocated`` on CUDA;
 - ``cuda`` (only where CUDA is available): network throughput in images/s at batch 1, 16 and 64 in float32 and
   bfloat16 (autocast) for the paper-sized detector and landmarker's SCN, and training throughput (Adam, central loss)
@@ -51,7 +51,6 @@ from bundle import CoorTransformerBlock  # noqa: E402
 from bundle.errors import run_main  # noqa: E402
 from bundle.geometry import map_points  # noqa: E402
 from bundle.losses import CentralLoss  # noqa: E402
-from bundle.networks import explicit_attention  # noqa: E402
 from bundle.transforms import DecodeLandmarksd  # noqa: E402
 
 SIZE = (1935, 2400)  # width x height
@@ -59,6 +58,14 @@ PAPER = ("isbi2015_paper.json",)
 CPU_BUDGET = ()  # configs/inference.json alone: the shipped model
 CUDA_BATCHES = (1, 16, 64)
 CUDA_TRAIN_BATCH = 8
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(Q K^T / sqrt(d)) V`` with the (N x M) matrix materialised: the reference that the benchmark and the
+    tests compare :meth:`bundle.CoorTransformerBlock.attend` with. Shapes: q (B, h, N, d), k and v (B, h, M, d) -> (B, h, N, d).
+    """
+    scores = q @ k.transpose(-2, -1) / (q.shape[-1] ** 0.5)
+    return torch.softmax(scores, dim=-1) @ v
 
 
 def _parser(overlays) -> ConfigParser:

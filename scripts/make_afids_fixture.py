@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.errors import run_main  # noqa: E402
-from bundle.workflow import refuse_existing  # noqa: E402
+from bundle.io.files import refuse_existing  # noqa: E402
 
 TEMPLATE = "tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz"
 FIDUCIALS = "tpl-MNI152NLin2009cAsym_res-01_desc-groundtruth_afids.fcsv"

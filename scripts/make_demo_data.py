@@ -25,7 +25,7 @@ from scipy.ndimage import gaussian_filter
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.errors import run_main  # noqa: E402
-from bundle.workflow import refuse_existing  # noqa: E402
+from bundle.io.files import refuse_existing  # noqa: E402
 
 SIZE = 192  # pixels per side
 SPACING = 0.5  # mm per pixel

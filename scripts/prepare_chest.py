@@ -26,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.errors import run_main  # noqa: E402
-from bundle.workflow import refuse_existing  # noqa: E402
+from bundle.io.files import refuse_existing  # noqa: E402
 
 NUM_LANDMARKS = 6
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

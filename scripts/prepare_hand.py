@@ -32,8 +32,8 @@ from monai.transforms import LoadImage
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.errors import run_main  # noqa: E402
 from bundle.geometry import map_points  # noqa: E402
+from bundle.io.files import refuse_existing  # noqa: E402
 from bundle.transforms import SqueezeSpatiald  # noqa: E402
-from bundle.workflow import refuse_existing  # noqa: E402
 
 NUM_LANDMARKS = 37
 

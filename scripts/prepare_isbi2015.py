@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from bundle.errors import run_main  # noqa: E402
-from bundle.workflow import refuse_existing  # noqa: E402
+from bundle.io.files import refuse_existing  # noqa: E402
 
 SPACING = 0.1  # mm per pixel
 NUM_LANDMARKS = 19

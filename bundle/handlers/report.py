@@ -10,8 +10,8 @@ from typing import Sequence
 import torch
 from ignite.engine import Engine, Events
 
+from ..io.files import refuse_existing
 from ..metrics import summarise_errors
-from ..workflow import refuse_existing
 
 __all__ = ["LandmarkReportWriter"]
 

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 from ignite.engine import Engine, Events
 
-from ..workflow import refuse_existing
+from ..io.files import refuse_existing
 
 __all__ = ["LandmarkTableWriter"]
 

@@ -1,6 +1,6 @@
 """Landmark file input and output, and image file names."""
 
-from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, output_paths, output_stem
+from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, image_filename, output_paths, output_stem
 from .landmarks import LandmarkFileError, Landmarks, landmark_format, read_landmarks, write_landmarks
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "LandmarkFileError",
     "Landmarks",
     "colliding_stems",
+    "image_filename",
     "landmark_format",
     "output_paths",
     "output_stem",

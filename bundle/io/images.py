@@ -7,11 +7,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["NO_GEOMETRY_SUFFIXES", "IMAGE_SUFFIXES", "output_stem", "output_paths", "colliding_stems"]
+__all__ = ["NO_GEOMETRY_SUFFIXES", "IMAGE_SUFFIXES", "image_filename", "output_stem", "output_paths", "colliding_stems"]
 
 # formats whose files carry no pixel spacing: the datalist, the command line or an explicit assumption must give it
 NO_GEOMETRY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IMAGE_SUFFIXES = NO_GEOMETRY_SUFFIXES + (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".dcm")
+
+
+def image_filename(image) -> str:
+    """The file a loaded image (a MONAI MetaTensor) was read from, for messages and output names."""
+    meta = getattr(image, "meta", None) or {}
+    return str(meta.get("filename_or_obj", "<image>"))
 
 
 def output_stem(path: str | os.PathLike) -> str:

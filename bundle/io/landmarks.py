@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from ..geometry import map_points, spacing_affine
-from ..workflow import refuse_existing
+from .files import refuse_existing
 
 __all__ = ["Landmarks", "LandmarkFileError", "read_landmarks", "write_landmarks", "landmark_format"]
 

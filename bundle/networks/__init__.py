@@ -1,13 +1,12 @@
 """Networks: the CoorTransformer block and the detector."""
 
 from .attention import ChannelSpatialAttention, make_attention_block
-from .coor_transformer import CoorTransformerBlock, explicit_attention
+from .coor_transformer import CoorTransformerBlock
 from .detector import CoorTransformerDetector
 
 __all__ = [
     "ChannelSpatialAttention",
     "CoorTransformerBlock",
     "CoorTransformerDetector",
-    "explicit_attention",
     "make_attention_block",
 ]

@@ -9,14 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Pool
 
-__all__ = ["CoorTransformerBlock", "explicit_attention"]
-
-
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``softmax(Q K^T / sqrt(d)) V`` with the (N x M) matrix materialised: the reference that tests and benchmarks
-    compare :meth:`CoorTransformerBlock.attend` with. Shapes: q (B, h, N, d), k and v (B, h, M, d) -> (B, h, N, d)."""
-    scores = q @ k.transpose(-2, -1) / (q.shape[-1] ** 0.5)
-    return torch.softmax(scores, dim=-1) @ v
+__all__ = ["CoorTransformerBlock"]
 
 
 class CoorTransformerBlock(nn.Module):

@@ -1,25 +1,18 @@
-"""MONAI dictionary transforms for landmarks and the images they belong to."""
+"""MONAI dictionary transforms, by stage: image preprocessing, landmark targets, decoding, writing."""
 
-from .image import ShrinkLarged
-from .landmarks import (
-    AsGreyscaled,
-    DecodeLandmarksd,
-    GaussianHeatmapd,
-    LandmarksToGridd,
-    LoadLandmarksd,
-    PixelSpacingd,
-    SaveLandmarksd,
-    SqueezeSpatiald,
-)
+from .decode import DecodeLandmarksd
+from .image import AsGreyscaled, PixelSpacingd, ShrinkLarged, SqueezeSpatiald
+from .landmarks import GaussianHeatmapd, LandmarksToGridd, LoadLandmarksd
+from .output import SaveLandmarksd
 
 __all__ = [
     "AsGreyscaled",
     "SqueezeSpatiald",
-    "DecodeLandmarksd",
-    "GaussianHeatmapd",
-    "LandmarksToGridd",
-    "LoadLandmarksd",
     "PixelSpacingd",
-    "SaveLandmarksd",
     "ShrinkLarged",
+    "LoadLandmarksd",
+    "LandmarksToGridd",
+    "GaussianHeatmapd",
+    "DecodeLandmarksd",
+    "SaveLandmarksd",
 ]

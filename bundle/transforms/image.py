@@ -1,18 +1,141 @@
-"""Image-only transforms of the preprocessing."""
+"""Image transforms of the preprocessing: one grey channel, the expected number of spatial axes, the pixel spacing
+in the affine, and no more pixels than needed. Conventions: see :mod:`bundle`."""
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, Sequence
 
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Resize
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Resize, SqueezeDim
 
-__all__ = ["ShrinkLarged"]
+from ..io import NO_GEOMETRY_SUFFIXES, image_filename
+
+__all__ = ["AsGreyscaled", "SqueezeSpatiald", "PixelSpacingd", "ShrinkLarged"]
 
 logger = logging.getLogger(__name__)
+
+
+class AsGreyscaled(MapTransform):
+    """Average the channels of a channel-first image into one (an RGB JPEG or BMP of a radiograph, R = G = B).
+
+    An alpha channel is dropped first, not averaged in: 2 channels are grey + alpha, 4 are RGB + alpha (PNG), and
+    transparency is not intensity (averaging it in would shift the grey values, and with them the landmarks). A
+    one-channel image passes unchanged. MONAI has no such transform; the MetaTensor's metadata is kept.
+    """
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            channels = d[key].shape[0]
+            if channels in (2, 4):
+                d[key] = d[key][: channels - 1]
+            if d[key].shape[0] > 1:
+                d[key] = d[key].float().mean(dim=0, keepdim=True)
+        return d
+
+
+class SqueezeSpatiald(MapTransform):
+    """Drop trailing spatial axes of size 1 beyond ``spatial_dims`` (a 2D radiograph stored as 3D with Z = 1, as the
+    Digital Hand Atlas ``.mha`` files are), with MONAI's :class:`SqueezeDim`, which keeps the affine consistent.
+
+    Raises:
+        ValueError: the image has more spatial axes than ``spatial_dims`` and they are not of size 1.
+    """
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int = 2, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_dims = spatial_dims
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            while image.ndim - 1 > self.spatial_dims:
+                if image.shape[-1] != 1:
+                    raise ValueError(
+                        f"{image_filename(image)}: {image.ndim - 1} spatial dims of shape {tuple(image.shape[1:])}, "
+                        f"expected {self.spatial_dims}."
+                    )
+                image = SqueezeDim(dim=-1, update_meta=True)(image)
+            d[key] = image
+        return d
+
+
+class PixelSpacingd(MapTransform):
+    """Record the pixel spacing in the image's affine, and remember the loaded affine as ``meta["source_affine"]``.
+
+    PNG/JPEG/BMP/TIFF carry no spacing (MONAI loads them with an identity affine): the datalist's ``spacing`` (mm per
+    pixel, array-axis order x, y) is written into the affine's diagonal. Formats with geometry (NIfTI, MHA, DICOM) keep
+    their header's affine; a ``spacing`` given beside them must agree with it (relative 1e-3), else the entry is
+    wrong and this raises. A geometry-less image without ``spacing`` raises, unless ``default_spacing`` is set: then
+    that spacing is *assumed*, ``meta["spacing_assumed"]`` says so (``False`` otherwise) and a warning is logged once,
+    so that outputs can record it (millimetres on an assumed spacing are only as right as the assumption).
+
+    Args:
+        keys: image keys (channel-first MetaTensors).
+        spacing_key: the datalist field with the spacing.
+        default_spacing: assumed for geometry-less images whose entry has no ``spacing`` (inference on bare image
+            paths, e.g. the shipped cephalometric model assumes 0.1 mm/px); never applied to files with geometry.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spacing_key: str = "spacing",
+        default_spacing: Sequence[float] | None = None,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.spacing_key = spacing_key
+        self.default_spacing = default_spacing
+        self._warned = False
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            if not isinstance(image, MetaTensor):
+                raise TypeError(f"{key} must be a MetaTensor (load it with LoadImaged), got {type(image).__name__}.")
+            dims = image.ndim - 1
+            affine = image.affine.clone().double()
+            has_geometry = not image_filename(image).lower().endswith(NO_GEOMETRY_SUFFIXES)
+            spacing, assumed = d.get(self.spacing_key), False
+            if spacing is None and not has_geometry:
+                if self.default_spacing is None:
+                    raise ValueError(
+                        f"{image_filename(image)}: this format has no pixel spacing; give 'spacing' in the datalist."
+                    )
+                spacing, assumed = self.default_spacing, True
+                if not self._warned:
+                    logger.warning(
+                        f"{image_filename(image)} has no pixel spacing: assuming {list(spacing)} mm per pixel (x, y) for "
+                        "it and every such image; outputs say 'spacing_assumed'. Give --spacing to set it."
+                    )
+                    self._warned = True
+            if spacing is not None:
+                spacing_t = torch.as_tensor(spacing, dtype=torch.float64).flatten()
+                if spacing_t.numel() != dims or not bool(torch.all(spacing_t > 0)):
+                    raise ValueError(
+                        f"{image_filename(image)}: spacing must be {dims} positive numbers, got {spacing}."
+                    )
+                if has_geometry:
+                    current = torch.linalg.vector_norm(affine[:dims, :dims], dim=0)
+                    if not torch.allclose(current, spacing_t, rtol=1e-3):
+                        raise ValueError(
+                            f"{image_filename(image)}: datalist spacing {spacing_t.tolist()} disagrees with the file's "
+                            f"{current.tolist()}."
+                        )
+                else:
+                    affine[:dims, :dims] = torch.diag(spacing_t)
+                    image.affine = affine
+            image.meta["source_affine"] = image.affine.clone()
+            image.meta["spacing_assumed"] = assumed
+            d[key] = image
+        return d
 
 
 class ShrinkLarged(MapTransform):

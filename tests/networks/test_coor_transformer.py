@@ -5,7 +5,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bundle import CoorTransformerBlock
-from bundle.networks import explicit_attention
+from scripts.benchmark import explicit_attention
 
 
 def _normed(block: CoorTransformerBlock, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,108 @@
+"""Writing predictions: per-image landmark files (JSON, 3D Slicer markups) and a 2D overlay picture."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Hashable, Mapping, Sequence
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+
+from ..io import Landmarks, image_filename, output_paths, write_landmarks
+from ..io.files import refuse_existing
+from ..switches import as_bool
+from .image import AsGreyscaled
+
+__all__ = ["SaveLandmarksd", "draw_overlay"]
+
+
+class SaveLandmarksd(MapTransform):
+    """Write each image's predicted landmarks: ``<stem>.json``, ``<stem>.mrk.json`` (3D Slicer) and, in 2D,
+    ``<stem>_overlay.png`` (the original image with the numbered landmarks) in ``output_dir``.
+
+    The JSON holds ``{"image": path, "spacing": [...] (mm per pixel used), "spacing_assumed": bool, "landmarks":
+    [{"index": k, "name": ..., "world": [...] (mm), "pixel": [...] (original-image pixels, x = column), "confidence": c,
+    "visible": true}, ...]}``, from the keys that :class:`DecodeLandmarksd` writes. If any of an image's files exists,
+    nothing is written for it and this raises, unless ``overwrite``.
+
+    Args:
+        keys: the decoded world-landmark key (``pred_landmarks``); ``pred_pixels``/``pred_confidence`` sit beside it.
+        output_dir: destination folder.
+        landmark_names: K names.
+        ref_key: the image (for its file name and spacing).
+        overlay: write the 2D overlay PNG.
+        overwrite: replace existing files.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str,
+        landmark_names: Sequence[str],
+        ref_key: str = "image",
+        prefix: str = "pred_",
+        overlay: bool = True,
+        overwrite: bool = False,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir = Path(output_dir)
+        self.landmark_names = [str(n) for n in landmark_names]
+        self.ref_key, self.prefix = ref_key, prefix
+        self.overlay, self.overwrite = as_bool(overlay, "overlay"), as_bool(overwrite, "overwrite")
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[self.ref_key]
+            source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
+            dims = image.ndim - 1
+            paths = output_paths(image_filename(image), self.output_dir, overlay=dims == 2 and self.overlay)
+            refuse_existing(paths, self.overwrite, "pass --overwrite true or another --output_dir.")
+            landmarks = Landmarks(torch.as_tensor(d[key]).double().numpy(), self.landmark_names)
+            pixels = torch.as_tensor(d[f"{self.prefix}pixels"]).double()
+            extra = {
+                "pixel": pixels.tolist(),
+                "confidence": torch.as_tensor(d[f"{self.prefix}confidence"]).double().tolist(),
+                "_top": {
+                    "image": image_filename(image),
+                    "spacing": torch.linalg.vector_norm(source[:dims, :dims], dim=0).tolist(),
+                    "spacing_assumed": bool(image.meta.get("spacing_assumed", False)),
+                },
+            }
+            # each file to a hidden temporary name first, renamed when all are written: a failure part-way leaves
+            # no half-written file, and the JSON (the result a re-run looks for) is renamed last
+            partial = [p.with_name(f".{p.name}.partial") for p in paths]
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                if len(paths) == 3:
+                    draw_overlay(image_filename(image), pixels.numpy(), partial[2])
+                write_landmarks(partial[1], landmarks, overwrite=True, fmt="mrk.json")
+                write_landmarks(partial[0], landmarks, overwrite=True, fmt="json", extra=extra)
+            except BaseException:
+                for p in partial:
+                    p.unlink(missing_ok=True)
+                raise
+            for temporary, final in reversed(list(zip(partial, paths))):
+                os.replace(temporary, final)
+        return d
+
+
+def draw_overlay(image_path: str, pixels, output: Path, radius: int = 12) -> None:
+    """Save the 2D image at ``image_path`` (any format MONAI reads) as a PNG with numbered red markers at
+    ``pixels`` (K, 2), original-image pixels with x = column."""
+    from monai.transforms import LoadImage, ScaleIntensity  # local: only inference draws
+    from PIL import Image, ImageDraw
+
+    image = LoadImage(image_only=True, ensure_channel_first=True)(image_path)
+    image = AsGreyscaled("image")({"image": image})["image"]
+    array = ScaleIntensity(minv=0.0, maxv=255.0)(image)[0].squeeze().cpu().numpy()
+    picture = Image.fromarray(array.T.astype("uint8")).convert("RGB")  # MONAI's [x, y] -> rows, columns
+    draw = ImageDraw.Draw(picture)
+    width = max(1, picture.size[0] // 600)
+    for k, (x, y) in enumerate(pixels):
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=(255, 0, 0), width=width)
+        draw.text((x + radius + 2, y - radius), str(k + 1), fill=(255, 64, 64))
+    picture.save(output, format="PNG")
