@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 # module -> the tests that should notice a change in it (the quick ones; `slow` tests are left out)
 TARGETS = {
@@ -136,9 +137,12 @@ def mutants(path: Path):
             yield line, f"named: {what}", source.replace(find, replace, 1)
 
 
+PYTEST_ARGS = ["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider"]
+
+
 def run_tests(tests: list[str], timeout: int) -> bool:
-    """True when the tests fail (the mutant is killed)."""
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests]
+    """True when the tests fail (the mutant is killed): pytest in a fresh process, on the mutated file."""
+    command = [sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests]
     try:
         result = subprocess.run(command, cwd=REPO, capture_output=True, timeout=timeout, env={**os.environ})
     except subprocess.TimeoutExpired:
@@ -146,14 +150,59 @@ def run_tests(tests: list[str], timeout: int) -> bool:
     return result.returncode != 0
 
 
+def run_tests_forked(module: str, mutated: str, tests: list[str], timeout: int) -> bool:
+    """The same verdict, faster: a child forked from this process (torch, MONAI and the package already imported)
+    puts the mutant in place of the module's code, rebinds every name the package imported from it, and runs
+    pytest in-process; the test modules, imported in the child, see only the mutant."""
+    import importlib
+
+    name = module[: -len(".py")].replace("/", ".")
+    target = importlib.import_module(name)
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            import pytest
+
+            old = dict(vars(target))
+            exec(compile(mutated, str(REPO / module), "exec"), vars(target))  # noqa: S102 - the mutant, on purpose
+            replaced = {
+                id(value): vars(target)[key] for key, value in old.items() if vars(target).get(key) is not value
+            }
+            for loaded in list(sys.modules.values()):
+                if getattr(loaded, "__name__", "").startswith("bundle"):
+                    for key, value in list(vars(loaded).items()):
+                        if id(value) in replaced:
+                            setattr(loaded, key, replaced[id(value)])
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            code = int(pytest.main([*PYTEST_ARGS, *(str(REPO / t) for t in tests)]))
+        finally:
+            os._exit(code)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) != 0
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return True
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", nargs="*", default=list(TARGETS))
     parser.add_argument("--limit", type=int, default=0, help="at most this many mutants per module (0: all)")
     parser.add_argument("--timeout", type=int, default=300)
+    parser.add_argument("--no_fork", action="store_true", help="a fresh pytest process per mutant (slower)")
     parser.add_argument("--json")
     parser.add_argument("--markdown")
     args = parser.parse_args(argv)
+    import bundle  # noqa: F401 - imported once here, so that each forked child starts with it
+    import pytest  # noqa: F401
+
     results, started = {}, time.time()
     for module in args.modules:
         path = REPO / module
@@ -163,8 +212,11 @@ def main(argv=None) -> None:
             for n, (line, what, mutated) in enumerate(mutants(path)):
                 if args.limit and n >= args.limit:
                     break
-                path.write_text(mutated)
-                killed = run_tests(TARGETS[module], args.timeout)
+                if args.no_fork or not hasattr(os, "fork"):
+                    path.write_text(mutated)
+                    killed = run_tests(TARGETS[module], args.timeout)
+                else:
+                    killed = run_tests_forked(module, mutated, TARGETS[module], args.timeout)
                 rows.append({"line": line, "mutation": what, "killed": killed})
                 print(f"{module}:{line} {what}: {'killed' if killed else 'SURVIVED'}", flush=True)
         finally:
