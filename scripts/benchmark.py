@@ -23,7 +23,7 @@ landmarker is not a dependency of the bundle (its requirements pin an older SciP
 pure-Python package beside ours without its dependencies:
 ``pip install --no-deps --target /tmp/landmarker landmarker==0.4.1`` and run with ``PYTHONPATH=/tmp/landmarker``.
 
-Usage: python scripts/benchmark.py [--repeats 5] [--device cpu] [--image x.png] [--markdown docs/benchmarks.md]
+Usage: python -m scripts.benchmark [--repeats 5] [--device cpu] [--image x.png] [--markdown docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ from monai.bundle import ConfigParser
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
+from bundle import CoorTransformerBlock
+from bundle.errors import run_main
+from bundle.geometry import map_points
+from bundle.losses import CentralLoss
+from bundle.transforms import DecodeLandmarksd
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from bundle import CoorTransformerBlock  # noqa: E402
-from bundle.errors import run_main  # noqa: E402
-from bundle.geometry import map_points  # noqa: E402
-from bundle.losses import CentralLoss  # noqa: E402
-from bundle.transforms import DecodeLandmarksd  # noqa: E402
 
 SIZE = (1935, 2400)  # width x height
 PAPER = ("isbi2015_paper.json",)
@@ -391,7 +391,7 @@ def main() -> None:
         except ImportError as error:
             e2e["landmarker_scn"] = {"skipped": f"landmarker not importable ({error})"}
         result = {
-            "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
+            "command": "python -m scripts.benchmark " + " ".join(sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"
             + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
             "torch": torch.__version__,

@@ -14,7 +14,7 @@ Figures: per-landmark box plots (first ground truth, each split), the SDR-versus
 truth), and a gallery of the worst images (first ground truth; ground truth green, prediction red, numbered).
 
 Usage:
-  python scripts/landmark_report.py --predictions runs/inference_isbi \
+  python -m scripts.landmark_report --predictions runs/inference_isbi \
       --datalist mean=data/isbi2015/datalist_mean.json senior=data/isbi2015/datalist_senior.json \
       --splits test1 test2 --gu2net test --out runs/report_isbi2015
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,16 +32,15 @@ import torch
 from monai.transforms import LoadImage
 from PIL import Image, ImageDraw
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from bundle.data import load_datalist
+from bundle.errors import run_main
+from bundle.geometry import map_points, spacing_affine
+from bundle.io import NO_GEOMETRY_SUFFIXES, output_stem, read_landmarks
+from bundle.metrics import radial_errors, summarise_errors
+from bundle.transforms import SqueezeSpatiald
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bundle.data import load_datalist  # noqa: E402
-from bundle.errors import run_main  # noqa: E402
-from bundle.geometry import map_points, spacing_affine  # noqa: E402
-from bundle.io import NO_GEOMETRY_SUFFIXES, output_stem, read_landmarks  # noqa: E402
-from bundle.metrics import radial_errors, summarise_errors  # noqa: E402
-from bundle.transforms import SqueezeSpatiald  # noqa: E402
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
 GU2NET_GRID = (416, 512)  # (width, height) = MONAI's (x, y)
 GU2NET_MM_PER_PIXEL = 0.46875

@@ -5,23 +5,21 @@ The template's licence allows copies and derivatives with its notice; the AFIDs 
 al., Human Brain Mapping 2019, and Taha et al., Scientific Data 2023). The fiducials are copied unchanged (RAS mm).
 
 Usage:
-  python scripts/make_afids_fixture.py [--source ../shared/data/afids] [--out data/afids] [--factor 4] [--overwrite]
+  python -m scripts.make_afids_fixture [--source ../shared/data/afids] [--out data/afids] [--factor 4] [--overwrite]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bundle.errors import run_main  # noqa: E402
-from bundle.io.files import refuse_existing  # noqa: E402
+from bundle.errors import run_main
+from bundle.io.files import refuse_existing
 
 TEMPLATE = "tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz"
 FIDUCIALS = "tpl-MNI152NLin2009cAsym_res-01_desc-groundtruth_afids.fcsv"

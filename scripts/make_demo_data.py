@@ -6,7 +6,7 @@ pose (rotation, scale, translation) with shape variation, a smooth background, b
 Shapes are drawn at 4x resolution and averaged down, so the edges are sub-pixel accurate.
 
 Usage:
-  python scripts/make_demo_data.py [--out data/demo] [--seed 0] [--train 40 --validation 10 --test 10] [--overwrite]
+  python -m scripts.make_demo_data [--out data/demo] [--seed 0] [--train 40 --validation 10 --test 10] [--overwrite]
 Deterministic under the seed: the committed data set is what this script writes with the defaults.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -23,9 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bundle.errors import run_main  # noqa: E402
-from bundle.io.files import refuse_existing  # noqa: E402
+from bundle.errors import run_main
+from bundle.io.files import refuse_existing
 
 SIZE = 192  # pixels per side
 SPACING = 0.5  # mm per pixel

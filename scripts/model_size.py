@@ -1,6 +1,6 @@
 """Print the parameter count and forward FLOPs of the detector as JSON.
 
-Usage: python scripts/model_size.py [--shape 1 1 512 416] [--out_channels 19] [--attention coor]
+Usage: python -m scripts.model_size [--shape 1 1 512 416] [--out_channels 19] [--attention coor]
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts 2), with PyTorch's own formula
 for scaled-dot-product attention mapped onto the CPU flash kernel, which the counter does not know by default.
@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bundle.errors import run_main  # noqa: E402
-from bundle.networks import CoorTransformerDetector  # noqa: E402
+from bundle.errors import run_main
+from bundle.networks import CoorTransformerDetector
 
 
 def _cpu_flash_attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:

@@ -8,7 +8,7 @@ Mutations, one per run (Python's ``ast``): arithmetic ``+ - * / ** //`` swapped 
 n -> n + 1, a float x -> 2x), ``True``/``False`` swapped. Docstrings and string constants are left alone. Plus a few
 named mutants, the bugs this project's reviews found the suite letting through (``NAMED``).
 
-Usage: python scripts/mutation_test.py [--modules bundle/losses/central.py ...] [--limit N] [--json out.json]
+Usage: python -m scripts.mutation_test [--modules bundle/losses/central.py ...] [--limit N] [--json out.json]
        [--markdown docs/mutation.md]
 """
 
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 # module -> the tests that should notice a change in it (the quick ones; `slow` tests are left out)
 TARGETS = {
@@ -200,8 +199,9 @@ def main(argv=None) -> None:
     parser.add_argument("--json")
     parser.add_argument("--markdown")
     args = parser.parse_args(argv)
-    import bundle  # noqa: F401 - imported once here, so that each forked child starts with it
     import pytest  # noqa: F401
+
+    import bundle  # noqa: F401 - imported once here, so that each forked child starts with it
 
     results, started = {}, time.time()
     for module in args.modules:

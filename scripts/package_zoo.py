@@ -11,7 +11,7 @@ fixture). What stays out: tests, requirement files, CI files, the root metadata.
 configs/metadata.json) and anything under ``models/`` but the shipped weights.
 
 Usage:
-  python scripts/package_zoo.py --out /path/to/model-zoo --weights_url https://host/release/ [--with_weights]
+  python -m scripts.package_zoo --out /path/to/model-zoo --weights_url https://host/release/ [--with_weights]
       [--overwrite]
 """
 
@@ -190,7 +190,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     from bundle.errors import run_main
 
     sys.exit(run_main(main))

@@ -9,7 +9,7 @@ Errors on this data are reported in pixels: the datalist gives a spacing of 1 (o
 of the bundle reads in pixels. Output (``--out``): ``landmarks/<stem>.csv`` and ``datalist.json`` with ``training``,
 ``validation`` and ``test`` split in file-name order by ``--fractions`` (default 0.7 0.1 0.2).
 
-Usage: python scripts/prepare_chest.py --images chest/pngs --labels chest/labels --out data/chest
+Usage: python -m scripts.prepare_chest --images chest/pngs --labels chest/labels --out data/chest
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bundle.errors import run_main  # noqa: E402
-from bundle.io.files import refuse_existing  # noqa: E402
+from bundle.errors import run_main
+from bundle.io.files import refuse_existing
 
 NUM_LANDMARKS = 6
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

@@ -13,7 +13,7 @@ Errors on this data are reported in normalised mm: ``50 * |p - g| / |g_a - g_b|`
 ``configs/hand.json`` uses Payer et al.'s pair, 0-based (1, 5); the GU2Net code uses (0, 4). Say which.
 The images are for research only: keep ``--out`` outside version control (``data/hand`` is git-ignored).
 
-Usage: python scripts/prepare_hand.py --source ../shared/data/hand --out data/hand --cv_set 1
+Usage: python -m scripts.prepare_hand --source ../shared/data/hand --out data/hand --cv_set 1
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -29,11 +28,10 @@ import numpy as np
 import torch
 from monai.transforms import LoadImage
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bundle.errors import run_main  # noqa: E402
-from bundle.geometry import map_points  # noqa: E402
-from bundle.io.files import refuse_existing  # noqa: E402
-from bundle.transforms import SqueezeSpatiald  # noqa: E402
+from bundle.errors import run_main
+from bundle.geometry import map_points
+from bundle.io.files import refuse_existing
+from bundle.transforms import SqueezeSpatiald
 
 NUM_LANDMARKS = 37
 

@@ -18,7 +18,7 @@ senior except landmark 16 on images 301-400; only in the CSV layout).
 The data are for research only: keep ``--out`` outside version control (``data/isbi2015`` is git-ignored).
 
 Usage:
-  python scripts/prepare_isbi2015.py --source ../shared/data/isbi2015 --out data/isbi2015 --ground_truth mean senior
+  python -m scripts.prepare_isbi2015 --source ../shared/data/isbi2015 --out data/isbi2015 --ground_truth mean senior
 """
 
 from __future__ import annotations
@@ -26,15 +26,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bundle.errors import run_main  # noqa: E402
-from bundle.io.files import refuse_existing  # noqa: E402
+from bundle.errors import run_main
+from bundle.io.files import refuse_existing
 
 SPACING = 0.1  # mm per pixel
 NUM_LANDMARKS = 19

@@ -271,7 +271,15 @@ def test_a_script_refuses_in_one_line(tmp_path):
     (tmp_path / "out" / "datalist.json").write_text("{}")
     source = tmp_path / "src"
     (source / "images").mkdir(parents=True)
-    command = [sys.executable, "scripts/prepare_isbi2015.py", "--source", str(source), "--out", str(tmp_path / "out")]
+    command = [
+        sys.executable,
+        "-m",
+        "scripts.prepare_isbi2015",
+        "--source",
+        str(source),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
     assert re.fullmatch(r"error: .*datalist\.json exists: pass --overwrite.*", result.stderr.strip())

@@ -99,7 +99,7 @@ def test_the_zoo_style_unit_test_passes(submission):
 
 
 def test_packaging_refuses_to_replace_an_earlier_package(submission):
-    command = [sys.executable, "scripts/package_zoo.py", "--out", str(submission.parents[1]), "--weights_url", URL]
+    command = [sys.executable, "-m", "scripts.package_zoo", "--out", str(submission.parents[1]), "--weights_url", URL]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
