@@ -29,7 +29,7 @@ from .losses import CentralLoss, HeatmapFocalLoss
 from .metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from .networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
 from .switches import as_bool
-from .workflow import check_outputs, latest_checkpoint
+from .workflow import check_outputs, latest_checkpoint, lower_is_better
 
 __version__ = "0.1.0"
 
@@ -56,6 +56,7 @@ __all__ = [
     "inference_list",
     "latest_checkpoint",
     "load_datalist",
+    "lower_is_better",
     "radial_errors",
     "read_landmarks",
     "refuse_existing",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .switches import as_bool
 
-__all__ = ["check_outputs", "latest_checkpoint"]
+__all__ = ["check_outputs", "latest_checkpoint", "lower_is_better"]
 
 _EPOCH = re.compile(r"=(\d+)\.pt$")
 logger = logging.getLogger(__name__)
@@ -54,3 +54,13 @@ def check_outputs(model_path: str | os.PathLike, checkpoint_dir: str | os.PathLi
         )
     if overwrite and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
+
+
+def lower_is_better(current: float, best: float) -> bool:
+    """``metric_cmp_fn`` for MONAI engines whose key metric is an error or a loss (the configs' one statement that
+    a lower mean radial error, or training loss, is better): True when ``current`` improves on ``best``.
+
+    MONAI starts ``best_metric`` at -1, before any value; errors and losses are never negative, so a negative best
+    means there is none yet.
+    """
+    return best < 0 or current < best

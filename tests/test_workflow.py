@@ -50,3 +50,11 @@ def test_the_word_false_does_not_resume_or_replace_a_training(tmp_path):
     assert not checkpoints.exists()  # a fresh training with overwrite clears the old resume checkpoints
     with pytest.raises(ValueError, match="resume must be true or false"):
         check_outputs(model, checkpoints, resume="maybe", overwrite=False)
+
+
+def test_lower_is_better_is_the_one_comparison_of_errors_and_losses():
+    from bundle import lower_is_better
+
+    assert lower_is_better(5.0, -1.0)  # MONAI's start value: no best yet
+    assert lower_is_better(1.0, 2.0) and not lower_is_better(2.0, 1.0) and not lower_is_better(1.0, 1.0)
+    assert lower_is_better(0.0, -1.0)
