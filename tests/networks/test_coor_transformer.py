@@ -104,3 +104,42 @@ def test_bad_arguments():
         CoorTransformerBlock(1, 8)
     with pytest.raises(ValueError, match="kv_stride"):
         CoorTransformerBlock(2, 8, kv_stride=2)(torch.randn(1, 8, 6, 5))
+
+
+def _reference_forward(block: CoorTransformerBlock, x: torch.Tensor, values_from: str) -> torch.Tensor:
+    """The block's definition written out: queries and keys from the coordinate-indexed features, values from the
+    normed input (``values_from="input"``), or, wrongly, from the sampled features (``"sampled"``)."""
+    b, c, *spatial = x.shape
+    n = _normed(block, x)
+    sampled = block.sample_coordinates(n)
+
+    def tokens(t):
+        return t.flatten(2).transpose(1, 2)
+
+    def heads(t):
+        return t.reshape(b, -1, block.num_heads, c // block.num_heads).transpose(1, 2)
+
+    q = heads(block.q(tokens(sampled)))
+    k = heads(block.k(tokens(block.pool(sampled))))
+    v = heads(block.v(tokens(block.pool(n if values_from == "input" else sampled))))
+    attended = block.proj(explicit_attention(q, k, v).transpose(1, 2).reshape(b, -1, c))
+    y = tokens(x) + attended
+    y = y + block.mlp(block.norm2(y))
+    return y.transpose(1, 2).reshape(b, c, *spatial)
+
+
+@pytest.mark.parametrize("shape, kv_stride", [((2, 8, 8, 6), 1), ((1, 8, 8, 6), 2), ((1, 8, 4, 6, 4), 2)])
+def test_queries_and_keys_come_from_the_coordinates_and_values_from_the_input(shape, kv_stride):
+    """The block's defining property (Zhu et al.): with non-zero offsets the sampled features differ from the input,
+    and the output is the one with values from the input, not from the sampled features."""
+    torch.manual_seed(0)
+    block = CoorTransformerBlock(len(shape) - 2, shape[1], num_heads=2, kv_stride=kv_stride).eval()
+    with torch.no_grad():
+        block.offset_net[2].weight.normal_(0, 0.5)  # offsets that vary over positions and axes
+    x = torch.randn(shape)
+    with torch.no_grad():
+        n = _normed(block, x)
+        assert (block.sample_coordinates(n) - n).abs().max() > 0.1
+        output = block(x)
+        torch.testing.assert_close(output, _reference_forward(block, x, "input"), atol=1e-5, rtol=1e-5)
+        assert (output - _reference_forward(block, x, "sampled")).abs().max() > 1e-3

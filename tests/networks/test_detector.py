@@ -26,7 +26,7 @@ def test_attention_switch(attention, expected):
         assert not blocks
     else:
         assert len(blocks) == 2 and all(b.use_coordinates is expected for b in blocks)
-        assert [b.num_heads for b in blocks] == [2, 1]
+        assert [b.num_heads for b in blocks] == [2, 1] and [b.kv_stride for b in blocks] == [1, 2]
     assert net(torch.randn(1, 1, 16, 16)).shape == (1, 19, 16, 16)
 
 
@@ -87,3 +87,14 @@ def test_activation_normalisation_and_dropout_are_configurable():
     # the same state-dict keys as the default where the layers have weights (shipped weights keep loading)
     assert set(CoorTransformerDetector(dropout=0.1, **SMALL).state_dict()) == set(default.state_dict())
     assert net(torch.randn(1, 1, 16, 16)).shape == (1, 19, 16, 16)
+
+
+def test_key_value_strides_pool_each_stage_as_given():
+    """kv_strides (deepest first) reach the stages: with (1, 2, 4) on a 32 x 32 input every stage's keys and values
+    lie on the 4 x 4 grid of the deepest features."""
+    net = CoorTransformerDetector(features=(8, 8, 8, 8), num_heads=(1, 1, 1), kv_strides=(1, 2, 4))
+    seen = []
+    for stage in net.decoder:
+        stage.attention.pool.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape[2:])))
+    net(torch.randn(1, 1, 32, 32))
+    assert seen == [(4, 4)] * 6  # keys and values of three stages
