@@ -119,6 +119,19 @@ def test_three_dimensional_input():
     assert CentralLoss(reduction="none")(logits, target).shape == (1, 2, 4, 5, 6)
 
 
+def test_one_dimensional_input():
+    logits, target = torch.randn(2, 3, 7), torch.rand(2, 3, 7)
+    assert CentralLoss(reduction="none")(logits, target).shape == (2, 3, 7)
+
+
+@pytest.mark.parametrize("r", [0.5, 1.0, 3.0])
+def test_the_exponent_modulates_cross_entropy_by_the_difference(r):
+    logits, target = torch.randn(1, 2, 5, 4), torch.rand(1, 2, 5, 4)
+    cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    expected = (target - torch.sigmoid(logits)).abs() ** r * cross_entropy
+    torch.testing.assert_close(CentralLoss(r=r, reduction="none")(logits, target), expected)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="same shape"):
         CentralLoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 5))
@@ -126,6 +139,10 @@ def test_bad_arguments():
         CentralLoss()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), torch.ones(2))
     with pytest.raises(ValueError, match="r must be"):
         CentralLoss(r=-1)
+    with pytest.raises(ValueError, match="pos_weight must be > 0"):
+        CentralLoss(pos_weight=0.0)
+    with pytest.raises(ValueError, match="input must be"):
+        CentralLoss()(torch.zeros(2, 3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="form"):
         CentralLoss(form="one_term")
     with pytest.raises(ValueError):
