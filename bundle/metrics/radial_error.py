@@ -54,7 +54,7 @@ def radial_errors(
 class _RadialErrorMetric(CumulativeIterationMetric):
     """Accumulates per-image, per-landmark radial errors (B, K); subclasses reduce them."""
 
-    def __init__(self, normalize_pair: Sequence[int] | None = None, normalize_length: float = 50.0):
+    def __init__(self, normalize_pair: Sequence[int] | None, normalize_length: float):
         super().__init__()
         self.normalize_pair = None if normalize_pair is None else tuple(int(i) for i in normalize_pair)
         self.normalize_length = float(normalize_length)

@@ -122,3 +122,48 @@ def test_bad_inputs():
         codec.decode(torch.zeros(1, 10, 10), method="centroid")
     with pytest.raises(ValueError, match="method"):
         GaussianHeatmapCodec(2, method="centroid")
+
+
+def test_the_documented_defaults():
+    codec = GaussianHeatmapCodec()
+    assert (codec.spatial_dims, codec.sigma, codec.truncate, codec.method) == (2, 2.0, 4.0, "dark")
+    assert (codec.blur_sigma, codec.soft_argmax_radius) == (2.0, 2)
+
+
+def test_batches_of_another_size_than_the_landmark_count():
+    codec = GaussianHeatmapCodec(2, sigma=torch.tensor([1.0, 3.0]))  # K = 2 sigmas, B = 3 images
+    points = torch.tensor([[[8.0, 8.0], [20.0, 20.0]]] * 3)
+    heatmaps, visible = codec.encode(points, (32, 32))
+    assert heatmaps.shape == (3, 2, 32, 32) and visible.shape == (3, 2)
+    torch.testing.assert_close(heatmaps[2, 1, 21, 20], torch.tensor(math.exp(-1 / 18)))
+
+
+def test_points_keep_their_floating_type_and_integers_become_float32():
+    codec = GaussianHeatmapCodec(2)
+    double, _ = codec.encode(torch.tensor([[5.0, 6.0]], dtype=torch.float64), (12, 12))
+    integer, _ = codec.encode(torch.tensor([[5, 6]]), (12, 12))
+    assert double.dtype == torch.float64 and integer.dtype == torch.float32
+    torch.testing.assert_close(integer, double.float())
+
+
+@pytest.mark.parametrize(
+    "point, visible", [((-0.5, 3.0), True), ((-0.3, 3.0), True), ((0.4, 3.0), True), ((-0.6, 3.0), False),
+                       ((9.5, 3.0), True), ((9.6, 3.0), False), ((3.0, -0.51), False), ((3.0, 11.5), True)],
+)  # fmt: skip
+def test_a_point_is_visible_anywhere_within_the_grid_extent(point, visible):
+    """The grid (10 x 12) covers [-0.5, 9.5] x [-0.5, 11.5]: a point there gets its (cut) Gaussian."""
+    heatmaps, seen = GaussianHeatmapCodec(2).encode(torch.tensor([point]), (10, 12))
+    assert seen.tolist() == [visible] and bool(heatmaps.max() > 0.5) is visible
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"truncate": 0.0}, {"blur_sigma": -0.1}, {"soft_argmax_radius": 0}, {"spatial_dims": 4},
+               {"spatial_dims": 0}],
+)  # fmt: skip
+def test_settings_out_of_range_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        GaussianHeatmapCodec(**kwargs)
+
+
+def test_settings_at_the_edge_of_the_range_are_accepted():
+    GaussianHeatmapCodec(1, blur_sigma=0.0, soft_argmax_radius=1, truncate=0.1)

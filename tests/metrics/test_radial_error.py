@@ -3,7 +3,13 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from bundle import MeanRadialError, MeanRadialErrorHandler, SuccessfulDetectionRate, SuccessfulDetectionRateHandler
+from bundle import (
+    MeanRadialError,
+    MeanRadialErrorHandler,
+    SuccessfulDetectionRate,
+    SuccessfulDetectionRateHandler,
+    radial_errors,
+)
 from tests.conftest import shared_data
 
 
@@ -108,3 +114,59 @@ def test_isbi2015_without_tolerance_loses_exact_two_millimetre_errors():
     """Deciding e <= 2 on raw floating point drops errors of exactly 2.0 mm: 55.44 % and 74.42 % instead."""
     assert _isbi_errors(151, 300, tolerance=0.0)[1][0] == pytest.approx(55.44, abs=0.005)
     assert _isbi_errors(301, 400, tolerance=0.0)[1][0] == pytest.approx(74.42, abs=0.005)
+
+
+def test_normalisation_uses_the_distance_between_the_pair_and_50_mm_by_default():
+    # the pair (landmarks 0 and 1) lies at (10, 10) and (13, 14): 5 mm apart, far from the origin
+    y = torch.tensor([[[10.0, 10.0], [13.0, 14.0], [0.0, 0.0]]])
+    y_pred = y + torch.tensor([[[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]])
+    for metric in (MeanRadialError(reduction="none", normalize_pair=(0, 1)), SuccessfulDetectionRate(
+        radii=(9.0, 11.0), reduction="none", normalize_pair=(0, 1)
+    )):  # fmt: skip
+        metric(y_pred, y)
+        torch.testing.assert_close(metric.aggregate()[0], torch.tensor([0.0, 0.0, 10.0], dtype=torch.float64))
+    sdr = SuccessfulDetectionRate(radii=(9.0, 11.0), normalize_pair=(0, 1))
+    sdr(y_pred, y)
+    assert sdr.aggregate().tolist() == pytest.approx([200 / 3, 100.0])
+
+
+def test_one_image_one_landmark_and_the_summary_per_landmark():
+    metric = MeanRadialError()
+    metric(torch.zeros(1, 1, 2), torch.tensor([[[3.0, 4.0]]]))
+    assert metric.aggregate().item() == 5.0
+    summary = metric.summary()
+    assert summary["std"] == 0.0 and summary["per_landmark_std"] == [0.0] and summary["count"] == 1
+    three = MeanRadialError()
+    three(
+        torch.zeros(3, 2, 2),
+        torch.tensor([[[1.0, 0.0], [2.0, 0.0]], [[3.0, 0.0], [4.0, 0.0]], [[5.0, 0.0], [6.0, 0.0]]]),
+    )
+    assert three.summary()["per_landmark_mean"] == pytest.approx([3.0, 4.0])
+
+
+def test_sdr_per_landmark_with_a_landmark_never_visible():
+    y = torch.tensor([[[0.0, 0.0], [float("nan")] * 2, [0.0, 0.0]], [[0.0, 0.0], [float("nan")] * 2, [0.0, 0.0]]])
+    y_pred = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [3.0, 0.0]], [[2.5, 0.0], [0.0, 0.0], [0.0, 1.0]]])
+    metric = SuccessfulDetectionRate(radii=(2.0, 0.5, 0.0), reduction="mean_batch")
+    metric(y_pred, y)
+    # landmark 0: errors 1 and 2.5; landmark 1: never visible (0 %, not NaN); landmark 2: errors 3 and 1
+    expected = [[50.0, 0.0, 50.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    torch.testing.assert_close(metric.aggregate().double(), torch.tensor(expected, dtype=torch.float64))  # (R, K)
+    exact = SuccessfulDetectionRate(radii=0.0)
+    exact(torch.zeros(1, 2, 2), torch.tensor([[[0.0, 0.0], [0.5, 0.0]]]))
+    assert exact.aggregate().item() == pytest.approx(50.0)  # a radius of 0 counts exact hits
+
+
+def test_the_documented_defaults_of_the_metrics():
+    sdr = SuccessfulDetectionRate()
+    assert sdr.radii == [2.0, 2.5, 3.0, 4.0] and sdr.tolerance == 1e-6 and sdr.normalize_length == 50.0
+    assert MeanRadialError().normalize_length == 50.0
+
+
+def test_radial_errors_normalise_to_50_mm_by_default_and_no_visible_landmark_is_0_percent():
+    y = torch.tensor([[[10.0, 10.0], [13.0, 14.0], [0.0, 0.0]]])
+    errors = radial_errors(y + torch.tensor([[[0.0, 0.0], [0.0, 0.0], [0.5, 0.0]]]), y, normalize_pair=(0, 1))
+    torch.testing.assert_close(errors, torch.tensor([[0.0, 0.0, 5.0]], dtype=torch.float64))
+    nothing = SuccessfulDetectionRate(radii=2.0)
+    nothing(torch.zeros(1, 2, 2), torch.full((1, 2, 2), float("nan")))
+    assert nothing.aggregate().item() == 0.0
