@@ -28,8 +28,8 @@ def map_points(points, affine, invert: bool = False) -> torch.Tensor:
     # ApplyTransformToPoints would apply it again instead of the affine given here
     points = convert_to_tensor(points, track_meta=False).detach().cpu().double()
     affine = convert_to_tensor(affine, track_meta=False).detach().cpu().double()
-    if affine.shape[0] < 4:  # e.g. 3x3 after SqueezeDim; ApplyTransformToPoints composes with 4x4 matrices
-        affine = convert_to_tensor(to_affine_nd(3, affine), track_meta=False)
+    # ApplyTransformToPoints composes with 4x4 matrices: a 3x3 (2D after SqueezeDim) goes to 4x4, a 4x4 stays
+    affine = convert_to_tensor(to_affine_nd(3, affine), track_meta=False)
     mapped = ApplyTransformToPoints(dtype=torch.float64, affine=affine, invert_affine=invert)(points[None])
     return convert_to_tensor(mapped, track_meta=False)[0]
 

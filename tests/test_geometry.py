@@ -39,3 +39,28 @@ def test_a_2d_point_takes_monai_s_4x4_affine_of_a_2d_image():
 def test_bad_spacings_are_refused(spacing):
     with pytest.raises(ValueError, match="spacing must be 1 to 3 positive numbers"):
         spacing_affine(spacing)
+
+
+def test_the_spacing_affine_is_the_diagonal_of_the_spacing_and_one():
+    torch.testing.assert_close(
+        spacing_affine([0.1, 0.2]), torch.diag(torch.tensor([0.1, 0.2, 1.0], dtype=torch.float64))
+    )
+    torch.testing.assert_close(spacing_affine([2.0]), torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64)))
+
+
+def test_points_that_carry_an_earlier_mapping_are_mapped_afresh_and_come_back_plain():
+    """MONAI's ApplyTransformToPoints returns a MetaTensor that remembers its affine; mapped again with the inverse,
+    such a tensor would be composed with that remembered affine. map_points takes the values only."""
+    from monai.data import MetaTensor
+    from monai.transforms import ApplyTransformToPoints
+
+    first = torch.diag(torch.tensor([2.0, 3.0, 1.0, 1.0], dtype=torch.float64))
+    first[0, 3] = 5.0
+    carried = ApplyTransformToPoints(dtype=torch.float64, affine=first, invert_affine=False)(
+        torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)
+    )[0]
+    assert isinstance(carried, MetaTensor)
+    second = spacing_affine([10.0, 10.0])
+    back = map_points(carried, second, invert=True)
+    torch.testing.assert_close(back, torch.tensor([[0.7, 0.3]], dtype=torch.float64))
+    assert type(back) is torch.Tensor and type(map_points(carried, second)) is torch.Tensor
