@@ -167,3 +167,74 @@ def test_settings_out_of_range_are_refused(kwargs):
 
 def test_settings_at_the_edge_of_the_range_are_accepted():
     GaussianHeatmapCodec(1, blur_sigma=0.0, soft_argmax_radius=1, truncate=0.1)
+
+
+def _anisotropic(centre, covariance, shape) -> torch.Tensor:
+    """A rotated, elongated Gaussian of peak 1 at a sub-pixel ``centre``, (1, *shape), float64."""
+    axes = torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in shape], indexing="ij")
+    offset = torch.stack(axes, -1) - torch.tensor(centre, dtype=torch.float64)
+    precision = torch.linalg.inv(torch.tensor(covariance, dtype=torch.float64))
+    return torch.exp(-0.5 * torch.einsum("...i,ij,...j->...", offset, precision, offset))[None]
+
+
+@pytest.mark.parametrize("blur_sigma", [0.0, 2.0])
+def test_dark_is_exact_for_rotated_elongated_peaks(blur_sigma):
+    """The Newton step needs the Hessian's cross terms when the peak is not aligned with the axes. (Centres near a
+    pixel centre: the step is clipped to half a pixel per axis, which a strongly rotated peak can need more than.)"""
+    codec = GaussianHeatmapCodec(2, blur_sigma=blur_sigma)
+    for centre in ([20.2, 14.85], [17.9, 21.1]):
+        heatmap = _anisotropic(centre, [[9.0, 5.0], [5.0, 6.0]], (40, 36))
+        decoded, confidence = codec.decode(heatmap)
+        torch.testing.assert_close(decoded[0].double(), torch.tensor(centre, dtype=torch.float64), atol=2e-3, rtol=0)
+    volume = _anisotropic([10.4, 11.6, 9.3], [[6.0, 2.0, 1.0], [2.0, 5.0, -1.5], [1.0, -1.5, 4.0]], (24, 22, 20))
+    decoded, _ = GaussianHeatmapCodec(3, blur_sigma=blur_sigma).decode(volume)
+    torch.testing.assert_close(
+        decoded[0].double(), torch.tensor([10.4, 11.6, 9.3], dtype=torch.float64), atol=2e-3, rtol=0
+    )
+
+
+def test_peaks_near_the_far_borders_are_exact_too():
+    codec = GaussianHeatmapCodec(2)
+    # within 2 blur-sigmas of a border, the nearest pixel not the last (there the integer argmax comes back)
+    points = torch.tensor([[18.3, 30.4], [17.9, 29.4], [1.4, 29.6], [17.6, 1.3]])
+    heatmaps, _ = codec.encode(points, (20, 32), 2.0)
+    decoded, _ = codec.decode(heatmaps)
+    assert (decoded - points).norm(dim=-1).max() < 0.01
+
+
+def test_the_blur_changes_a_noisy_decoding_and_none_leaves_the_exact_one():
+    codec0, codec1 = GaussianHeatmapCodec(2, blur_sigma=0.0), GaussianHeatmapCodec(2, blur_sigma=1.0)
+    heatmaps, _ = codec0.encode(_random_points(2, 20), SHAPES[2], 2.0)
+    noisy = heatmaps + 0.05 * torch.randn(heatmaps.shape, generator=torch.Generator().manual_seed(3))
+    assert (codec0.decode(noisy)[0] - codec1.decode(noisy)[0]).abs().max() > 1e-3
+    assert (codec0.decode(heatmaps)[0] - _random_points(2, 20)).abs().max() < 0.01
+
+
+def test_soft_argmax_windows_cut_by_the_border():
+    """The window's positions off the grid count for nothing; the mean is over those inside."""
+    heatmap = torch.zeros(1, 8, 8)
+    heatmap[0, 0, 6], heatmap[0, 1, 6], heatmap[0, 0, 7] = 1.0, 0.5, 0.25  # peak at a corner's neighbour
+    heatmap[0, 7, 0] = 0.1  # far away: outside the window
+    decoded, _ = GaussianHeatmapCodec(2, soft_argmax_radius=2).decode(heatmap, method="soft_argmax")
+    total = 1.0 + 0.5 + 0.25
+    torch.testing.assert_close(decoded[0], torch.tensor([0.5 / total, 6.0 + 0.25 / total]))
+    faint = torch.zeros(1, 8, 8)  # a low-confidence peak: weights summing to less than 1 are still a mean
+    faint[0, 4, 4], faint[0, 5, 4] = 0.4, 0.2
+    torch.testing.assert_close(
+        GaussianHeatmapCodec(2).decode(faint, method="soft_argmax")[0][0], torch.tensor([4.0 + 0.2 / 0.6, 4.0])
+    )
+    far = torch.zeros(1, 8, 8)
+    far[0, 7, 7], far[0, 6, 7] = 1.0, 1.0
+    torch.testing.assert_close(
+        GaussianHeatmapCodec(2).decode(far, method="soft_argmax")[0][0], torch.tensor([6.5, 7.0])
+    )
+
+
+def test_batched_points_with_more_landmarks_than_dimensions():
+    codec = GaussianHeatmapCodec(2)
+    points = torch.tensor([[[3.0, 3.0], [-2.0, 3.0], [6.0, 6.0]]] * 2)  # B = 2, K = 3, D = 2; one outside
+    heatmaps, visible = codec.encode(points, (10, 10))
+    assert visible.tolist() == [[True, False, True]] * 2 and heatmaps.shape == (2, 3, 10, 10)
+    assert heatmaps[:, 1].abs().max() == 0
+    with pytest.raises(ValueError, match="heatmaps must be"):
+        codec.decode(torch.zeros(10, 10))  # no landmark axis
