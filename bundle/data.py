@@ -18,7 +18,7 @@ from monai.transforms import LoadImage
 from .geometry import map_points
 from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, colliding_stems, output_paths, read_landmarks
 from .io.files import refuse_existing
-from .transforms.image import PixelSpacingd, SqueezeSpatiald
+from .transforms.image import FinitePixelsd, PixelSpacingd, SqueezeSpatiald
 
 __all__ = ["load_datalist", "check_datalist", "inference_list"]
 
@@ -66,11 +66,12 @@ def check_datalist(
     default_spacing: list | None = None,
     min_size: int = MIN_SIZE,
 ) -> list:
-    """Check every entry before a run writes anything: the image exists and reads, has ``spatial_dims`` axes of at
-    least ``min_size`` pixels, the spacing is there when the format needs it (given, or ``default_spacing`` to be
-    assumed) and agrees with the file's when it has one, and (``require_landmarks``) the landmark file has
-    ``num_landmarks`` finite, visible landmarks inside the image. (A very large image is fine: the preprocessing's
-    :class:`~bundle.transforms.ShrinkLarged` averages it down, with a warning.) Returns ``entries`` unchanged.
+    """Check every entry before a run writes anything: the image exists and reads, holds no NaN or infinite value,
+    has ``spatial_dims`` axes of at least ``min_size`` pixels, the spacing is there when the format needs it (given,
+    or ``default_spacing`` to be assumed) and agrees with the file's when it has one, and (``require_landmarks``)
+    the landmark file has ``num_landmarks`` finite, visible landmarks inside the image. (A very large image is fine:
+    the preprocessing's :class:`~bundle.transforms.ShrinkLarged` averages it down, with a warning.) Returns
+    ``entries`` unchanged.
 
     Raises:
         ValueError: naming the entry (``name[i]`` and its image) and what is wrong with it.
@@ -90,6 +91,7 @@ def check_datalist(
             raise ValueError(f"{where}: the image cannot be read ({type(e).__name__}: {e}).") from None
         try:
             image = SqueezeSpatiald("image", spatial_dims)({"image": image})["image"]
+            FinitePixelsd("image")({"image": image})
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
         if image.ndim - 1 != spatial_dims:

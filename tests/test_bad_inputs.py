@@ -31,9 +31,12 @@ def _png(path: Path, size=(64, 48)) -> Path:
     return path
 
 
-def _nifti(path: Path, shape, spacing) -> Path:
+def _nifti(path: Path, shape, spacing, nan_at=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.diag([*spacing] + [1.0] * (4 - len(spacing)))), path)
+    values = np.zeros(shape, np.float32)
+    if nan_at is not None:
+        values[nan_at] = np.nan
+    nib.save(nib.Nifti1Image(values, np.diag([*spacing] + [1.0] * (4 - len(spacing)))), path)
     return path
 
 
@@ -141,6 +144,10 @@ INFERENCE = {
     "3d volume for the 2d model": (
         lambda r: (_nifti(r / "in" / "vol.nii.gz", (40, 40, 40), (1.0, 1.0, 1.0)).parent, []),
         r"inference\[0\] \(.*vol\.nii\.gz\): .*3 spatial dims of shape \(40, 40, 40\), expected 2",
+    ),
+    "a nan pixel": (
+        lambda r: (_datalist(r, [{"image": str(_nifti(r / "n.nii.gz", (64, 64), (0.25, 0.25), nan_at=(3, 5)))}]), []),
+        r"inference\[0\] \(.*n\.nii\.gz\): .*1 of 4096 values are NaN or infinite",
     ),
     "negative spacing": (
         lambda r: (_datalist(r, [{"image": str(_png(r / "a.png")), "spacing": [0.1, -0.1]}]), []),

@@ -14,6 +14,7 @@ from monai.transforms import MapTransform
 
 from ..codecs import GaussianHeatmapCodec
 from ..geometry import map_points
+from ..io import image_filename
 from .landmarks import _codec_for
 
 __all__ = ["DecodeLandmarksd"]
@@ -28,7 +29,7 @@ class DecodeLandmarksd(MapTransform):
     sigmoid to logits first).
 
     Writes ``{prefix}landmarks`` (K, D) world mm, ``{prefix}pixels`` (K, D) and ``{prefix}confidence`` (K,),
-    all float64, with ``prefix`` = ``"pred_"`` by default.
+    all float64, with ``prefix`` = ``"pred_"`` by default. Non-finite heatmaps raise ``ValueError`` naming the image.
 
     Args:
         keys: heatmap keys.
@@ -54,6 +55,12 @@ class DecodeLandmarksd(MapTransform):
         for key in self.key_iterator(d):
             heatmaps = torch.as_tensor(d[key])
             reference = d[self.ref_key]
+            if not bool(torch.isfinite(heatmaps).all()):  # else every landmark would land on the first grid pixel
+                raise ValueError(
+                    f"{image_filename(reference)}: the network's output holds NaN or infinite values, so its "
+                    "landmarks would be meaningless: the weights are broken (a diverged training, a damaged model.pt) "
+                    "or the image is."
+                )
             grid, confidence = _codec_for(self.codec, heatmaps.ndim - 1).decode(heatmaps)
             world = map_points(grid.double(), reference.affine, invert=False)
             source = reference.meta.get("source_affine", reference.affine)

@@ -14,9 +14,35 @@ from monai.transforms import MapTransform, Resize, SqueezeDim
 
 from ..io import NO_GEOMETRY_SUFFIXES, image_filename
 
-__all__ = ["AsGreyscaled", "SqueezeSpatiald", "PixelSpacingd", "ShrinkLarged"]
+__all__ = ["AsGreyscaled", "FinitePixelsd", "SqueezeSpatiald", "PixelSpacingd", "ShrinkLarged"]
 
 logger = logging.getLogger(__name__)
+
+
+class FinitePixelsd(MapTransform):
+    """Refuse an image holding NaN or infinite values, naming the file.
+
+    Why: one NaN pixel turns the whole image into NaN at intensity scaling, and the network's output with it; the
+    decoder then puts every landmark at the grid's first pixel with a NaN confidence, and the run would succeed.
+    (MONAI's readers pass such values through; NIfTI and MHA files from registration or resampling tools can hold
+    them outside the field of view.)
+
+    Raises:
+        ValueError: the image has non-finite values.
+    """
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = torch.as_tensor(d[key])
+            if image.is_floating_point():
+                bad = int((~torch.isfinite(image)).sum())
+                if bad:
+                    raise ValueError(
+                        f"{image_filename(d[key])}: {bad} of {image.numel()} values are NaN or infinite; replace them "
+                        "(e.g. with the background value) before detection."
+                    )
+        return d
 
 
 class AsGreyscaled(MapTransform):

@@ -4,7 +4,7 @@ import torch
 from monai.data import MetaTensor
 
 from bundle.geometry import map_points
-from bundle.transforms import ShrinkLarged
+from bundle.transforms import FinitePixelsd, ShrinkLarged
 
 
 def _image(shape=(30, 21), spacing=(0.1, 0.2)):
@@ -33,3 +33,18 @@ def test_large_images_are_block_averaged_and_keep_their_geometry(caplog):
 def test_the_limit_must_be_positive():
     with pytest.raises(ValueError, match="max_pixels must be positive"):
         ShrinkLarged("image", max_pixels=0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_an_image_with_a_non_finite_value_is_refused_by_name(value):
+    image = _image()
+    image[0, 4, 7] = value
+    with pytest.raises(ValueError, match=r"big\.png: 1 of 630 values are NaN or infinite"):
+        FinitePixelsd("image")({"image": image})
+
+
+def test_finite_and_integer_images_pass_unchanged():
+    image = _image()
+    assert FinitePixelsd("image")({"image": image})["image"] is image
+    integers = MetaTensor(torch.zeros(1, 4, 4, dtype=torch.uint8))
+    assert FinitePixelsd("image")({"image": integers})["image"] is integers

@@ -194,3 +194,13 @@ def test_one_codec_owns_the_heatmap_settings_of_targets_and_decoding():
     assert float(wide[0, 16, 19]) == pytest.approx(np.exp(-9 / 18)) and float(narrow[0, 16, 19]) == pytest.approx(
         np.exp(-9 / 2)
     )
+
+
+def test_decoding_refuses_a_non_finite_network_output_by_image_name():
+    image = MetaTensor(
+        torch.zeros(1, 8, 8), affine=torch.eye(3, dtype=torch.float64), meta={"filename_or_obj": "p.png"}
+    )
+    heatmaps = torch.zeros(2, 8, 8)
+    heatmaps[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"p\.png: the network's output holds NaN or infinite values"):
+        DecodeLandmarksd("pred")({"image": image, "pred": heatmaps})
