@@ -1,8 +1,9 @@
 """Errors a person can read: one line at the end of a failed run, naming the file or entry and what to do.
 
 The bundle's checks raise ``ValueError`` (``LandmarkFileError`` among them), ``FileExistsError`` or
-``FileNotFoundError`` with such a message. MONAI's config machinery wraps them ("Failed to instantiate component
-...", "Failed to evaluate ConfigExpression ..."), so the useful line would sit dozens of lines up the traceback.
+``FileNotFoundError`` with such a message, and ``FloatingPointError`` when a training diverges. MONAI's config
+machinery wraps them ("Failed to instantiate component ...", "Failed to evaluate ConfigExpression ..."), so the
+useful line would sit dozens of lines up the traceback.
 :func:`install_error_summary` (the configs' ``run`` lists call it first) repeats that message as the last line
 (``error: ...``); the traceback stays above it for whoever needs it, and the run still exits non-zero. The
 command-line scripts call :func:`run_main`, which prints only that line.
@@ -16,7 +17,7 @@ from typing import Callable
 
 __all__ = ["USER_ERRORS", "user_error", "install_error_summary", "run_main"]
 
-USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError)
+USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError, FloatingPointError)
 _PACKAGE = Path(__file__).resolve().parent
 
 

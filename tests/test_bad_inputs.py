@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from scripts.make_demo_data import write as write_demo_data
@@ -271,6 +272,26 @@ def test_an_existing_training_is_not_replaced(tmp_path):
         r"error: .*model\.pt already exist: pass --resume true .*--overwrite true.*", _last_line(result)
     )
     assert (tmp_path / "models" / "model.pt").read_bytes() == b"earlier weights"
+
+
+def test_a_diverging_training_stops_in_one_line_and_keeps_a_finite_resume_checkpoint(tmp_path):
+    # without the guard this run ends in a segmentation fault (grid_sample's backward pass with NaN sampling points)
+    data = _demo(tmp_path)
+    # validation every 2 epochs: the guard, not the validation's decoder, meets the broken weights first
+    small = [*SMALL[:-4], "--max_epochs", "3", "--val_interval", "2"]
+    args = ["--dataset_dir", data, "--output_dir", tmp_path / "runs", "--ckpt_dir", tmp_path / "models", *small]
+    rates = ["--learning_rate", "1e30", "--max_learning_rate", "1e30"]  # the first step breaks the weights
+    result = _bundle("training", ["train.json", "demo.json"], [*args, *rates], tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    found = re.fullmatch(
+        r"error: Training diverged: .* at epoch (\d+), iteration \d+\. The last resume checkpoint .*--resume_train.*",
+        _last_line(result),
+    )
+    assert found, _last_line(result)
+    checkpoints = sorted(p.name for p in (tmp_path / "runs" / "checkpoints").iterdir())
+    assert checkpoints == [f"resume_checkpoint_epoch={int(found[1]) - 1}.pt"]
+    weights = torch.load(tmp_path / "runs" / "checkpoints" / checkpoints[0], weights_only=False)["model"]
+    assert all(bool(torch.isfinite(w).all()) for w in weights.values() if w.is_floating_point())
 
 
 def test_a_script_refuses_in_one_line(tmp_path):

@@ -1,6 +1,7 @@
 """Ignite handlers of the bundle."""
 
 from .checkpoint import BestModelSaver, ResumeCheckpointSaver
+from .finite import NonFiniteGuard
 from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from .random_state import RandomStates
 from .report import LandmarkReportWriter
@@ -12,6 +13,7 @@ __all__ = [
     "LandmarkReportWriter",
     "LandmarkTableWriter",
     "MeanRadialErrorHandler",
+    "NonFiniteGuard",
     "PeriodicValidationHandler",
     "RandomStates",
     "ResumeCheckpointSaver",
