@@ -10,6 +10,8 @@ Coordinate convention, used everywhere in this package:
 
 Example: ISBI 2015 image 001, landmark 1 (sella), senior annotation: pixel (x, y) = (835, 996), i.e. column 835,
 row 996; world (83.5, 99.6) mm at 0.1 mm/px.
+
+The version is the bundle's (``configs/metadata.json``); the package keeps no second copy of it.
 """
 
 from . import transforms
@@ -30,8 +32,6 @@ from .metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from .networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
 from .switches import as_bool
 from .workflow import check_outputs, latest_checkpoint, lower_is_better
-
-__version__ = "0.1.0"
 
 __all__ = [
     "as_bool",
