@@ -34,6 +34,7 @@ TARGETS = {
     "bundle/codecs/heatmap.py": ["tests/codecs", "tests/transforms"],
     "bundle/metrics/radial_error.py": ["tests/metrics", "tests/handlers"],
     "bundle/geometry.py": ["tests/test_geometry.py", "tests/transforms"],
+    "bundle/handlers/finite.py": ["tests/handlers/test_finite.py"],
 }
 
 # (module, what the bug is, text to find, its replacement): bugs that once got past the suite
@@ -234,7 +235,7 @@ def main(argv=None) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
-        Path(args.markdown).write_text(markdown(report, " ".join(sys.argv)))
+        Path(args.markdown).write_text(markdown(report, " ".join(["python -m scripts.mutation_test", *sys.argv[1:]])))
 
 
 def markdown(report: dict, command: str) -> str:
