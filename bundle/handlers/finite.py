@@ -54,8 +54,10 @@ class NonFiniteGuard:
             self._fail(engine, f"the training loss is {value}")
 
     def check_parameters(self, engine: Engine) -> None:
-        bad = [n for n, p in self.network.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
-        if bad:
+        names, params = zip(*self.network.named_parameters())
+        finite = torch.stack([torch.isfinite(p.detach()).all() for p in params])
+        if not bool(finite.all()):  # one device synchronisation per iteration, not one per tensor
+            bad = [n for n, ok in zip(names, finite.tolist()) if not ok]
             self._fail(engine, f"{len(bad)} parameter tensor(s) are no longer finite (first: {bad[0]})")
 
     @staticmethod

@@ -25,7 +25,9 @@ class FinitePixelsd(MapTransform):
     Why: one NaN pixel turns the whole image into NaN at intensity scaling, and the network's output with it; the
     decoder then puts every landmark at the grid's first pixel with a NaN confidence, and the run would succeed.
     (MONAI's readers pass such values through; NIfTI and MHA files from registration or resampling tools can hold
-    them outside the field of view.)
+    them outside the field of view.) :func:`bundle.check_datalist` runs it on every entry before training,
+    evaluation or inference starts; callers that skip that check (MONAI Label) still get an error, from
+    :class:`DecodeLandmarksd`, which refuses a non-finite network output.
 
     Raises:
         ValueError: the image has non-finite values.
