@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+from monai.data import CacheDataset
 from monai.transforms import LoadImage
 
 from .geometry import map_points
@@ -20,7 +21,7 @@ from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, collidi
 from .io.files import refuse_existing
 from .transforms.image import FinitePixelsd, PixelSpacingd, SqueezeSpatiald
 
-__all__ = ["load_datalist", "check_datalist", "inference_list"]
+__all__ = ["load_datalist", "check_datalist", "inference_list", "LandmarkCacheDataset"]
 
 PATH_KEYS = ("image", "landmarks")
 
@@ -104,7 +105,7 @@ def check_datalist(
         if spacing is None and default_spacing is None and str(image_path).lower().endswith(NO_GEOMETRY_SUFFIXES):
             raise ValueError(
                 f"{where}: this format has no pixel spacing; give 'spacing' (mm per pixel) in the datalist, or "
-                "--spacing for a folder."
+                "--spacing for a folder, or an 'assumed_spacing' in the config."
             )
         try:
             affine = spacing_check({"image": image, "spacing": spacing})["image"].affine
@@ -184,3 +185,50 @@ def inference_list(
         planned = [p for entry in entries for p in output_paths(entry["image"], output_dir)]
         refuse_existing(planned, overwrite, "pass --overwrite true or another --output_dir.")
     return entries
+
+
+class LandmarkCacheDataset(CacheDataset):
+    """MONAI's :class:`~monai.data.CacheDataset` over landmark entries that it checks first (:func:`check_datalist`),
+    wherever they come from: a datalist file, or MONAI Label, whose training task replaces the config's
+    ``train#dataset#data`` and ``validate#dataset#data`` with its datastore's ``{"image": ..., "label": ...}``
+    entries (``label``: the landmark file saved through MONAI Label, e.g. a 3D Slicer ``.mrk.json``). An entry
+    without ``landmarks`` takes its ``label`` as the landmark file.
+
+    Args:
+        data: the entries.
+        transform: as for :class:`~monai.data.CacheDataset`.
+        num_landmarks, spatial_dims, default_spacing: as for :func:`check_datalist` (``default_spacing``: assumed for
+            images without geometry whose entry gives no ``spacing``; the transforms' :class:`PixelSpacingd` must
+            assume the same).
+        name: the split's name, for messages.
+        kwargs: passed to :class:`~monai.data.CacheDataset` (``cache_rate``, ``num_workers``, ...).
+
+    Raises:
+        ValueError: no entries (e.g. a MONAI Label validation split of zero images), or a bad entry, by name.
+    """
+
+    def __init__(
+        self,
+        data: list,
+        transform,
+        num_landmarks: int,
+        spatial_dims: int = 2,
+        name: str = "datalist",
+        default_spacing: list | None = None,
+        **kwargs,
+    ):
+        entries = [
+            (
+                {**entry, "landmarks": entry["label"]}
+                if isinstance(entry, dict) and not entry.get("landmarks") and entry.get("label")
+                else entry
+            )
+            for entry in (data or [])
+        ]
+        if not entries:
+            raise ValueError(
+                f"{name}: no entries. (Under MONAI Label: label more images, or give the training a validation split "
+                "that holds at least one.)"
+            )
+        check_datalist(entries, num_landmarks, spatial_dims, name, default_spacing=default_spacing)
+        super().__init__(entries, transform, **kwargs)

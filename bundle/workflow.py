@@ -8,6 +8,7 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 from .switches import as_bool
 
@@ -34,18 +35,29 @@ def latest_checkpoint(directory: str | os.PathLike) -> str:
     raise FileNotFoundError(f"no checkpoint to resume from in {directory}: train without --resume first.")
 
 
-def check_outputs(model_path: str | os.PathLike, checkpoint_dir: str | os.PathLike, resume: bool, overwrite: bool):
+def check_outputs(
+    model_path: str | os.PathLike,
+    checkpoint_dir: str | os.PathLike,
+    resume: bool,
+    overwrite: bool,
+    starts_from: Sequence[str | os.PathLike] = (),
+):
     """Refuse to start a training that would silently replace earlier results.
 
     A fresh training (``resume=False``) needs ``model_path`` and ``checkpoint_dir`` to be absent, unless
     ``overwrite=True``, which deletes the old resume checkpoints (the model is replaced at the first validation).
-    A resumed training needs a checkpoint to resume from.
+    A resumed training needs a checkpoint to resume from. A fine-tuning that starts from ``model_path`` itself (it is
+    among ``starts_from``, the weights that the training's checkpoint loaders read, as MONAI Label's training task
+    adds one for ``models/model.pt``) replaces it knowingly: that counts as ``overwrite``.
     """
     model_path, checkpoint_dir = Path(model_path), Path(checkpoint_dir)
     resume, overwrite = as_bool(resume, "resume"), as_bool(overwrite, "overwrite")
     if resume:
         latest_checkpoint(checkpoint_dir)
         return
+    if model_path.exists() and any(Path(p).resolve() == model_path.resolve() for p in starts_from or ()):
+        logger.info(f"fine-tuning from {model_path}: the best model of this training will replace it.")
+        overwrite = True
     existing = [str(p) for p in (model_path, checkpoint_dir) if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -58,3 +60,32 @@ def test_lower_is_better_is_the_one_comparison_of_errors_and_losses():
     assert lower_is_better(5.0, -1.0)  # MONAI's start value: no best yet
     assert lower_is_better(1.0, 2.0) and not lower_is_better(2.0, 1.0) and not lower_is_better(1.0, 1.0)
     assert lower_is_better(0.0, -1.0)
+
+
+def test_a_fine_tuning_that_starts_from_the_model_may_replace_it(tmp_path):
+    model, checkpoints = tmp_path / "models" / "model.pt", tmp_path / "checkpoints"
+    model.parent.mkdir()
+    model.write_text("weights")
+    checkpoints.mkdir()
+    with pytest.raises(FileExistsError):  # starting from other weights does not make model.pt replaceable
+        check_outputs(model, checkpoints, resume=False, overwrite=False, starts_from=[tmp_path / "other.pt"])
+    # MONAI Label's training task loads models/model.pt first (a CheckpointLoader), from a path of its own spelling
+    check_outputs(
+        model, checkpoints, False, False, starts_from=[str(tmp_path / "models" / ".." / "models" / "model.pt")]
+    )
+    assert model.exists() and not checkpoints.exists()  # the old run's resume checkpoints are not this run's
+
+
+def test_the_landmark_dataset_takes_monai_label_entries_and_checks_them(tmp_path):
+    from bundle import LandmarkCacheDataset
+
+    with pytest.raises(ValueError, match="validation: no entries"):
+        LandmarkCacheDataset([], transform=None, num_landmarks=6, name="validation")
+    demo = Path(__file__).resolve().parents[1] / "data" / "demo"
+    entry = {"image": f"{demo}/images/001.png", "label": f"{demo}/landmarks/001.csv"}
+    with pytest.raises(ValueError, match=r"training\[0\] .*this format has no pixel spacing"):
+        LandmarkCacheDataset([entry], transform=None, num_landmarks=6, name="training")
+    dataset = LandmarkCacheDataset([entry], None, num_landmarks=6, default_spacing=[1.0, 1.0], cache_rate=0.0)
+    assert dataset[0]["landmarks"] == entry["label"] and dataset[0]["image"] == entry["image"]
+    with pytest.raises(ValueError, match="has 6 landmarks; expected 19"):
+        LandmarkCacheDataset([entry], None, num_landmarks=19, default_spacing=[1.0, 1.0])

@@ -291,6 +291,11 @@ def test_metadata_describes_the_network():
     output = metadata["network_data_format"]["outputs"]["pred"]
     assert output["num_channels"] == train["num_landmarks"]
     assert list(output["channel_def"].values()) == train["landmark_names"]
+    # the first output is what MONAI Label reads: /info's labels (0 background, landmark k is k + 1) and the label
+    # image that /infer returns
+    first, label = next(iter(metadata["network_data_format"]["outputs"].items()))
+    assert first == "label" and label["num_channels"] == 1
+    assert label["channel_def"] == {"0": "background", **{str(k + 1): n for k, n in enumerate(train["landmark_names"])}}
     assert metadata["pytorch_version"] == torch.__version__.split("+")[0]
 
 
@@ -299,9 +304,10 @@ def test_inference_config_agrees_with_training():
     inference = json.loads((CONFIGS / "inference.json").read_text())
     for key in ("network_def", "load_image", "grid_size", "landmark_names", "num_landmarks", "spatial_dims"):
         assert inference[key] == train[key], key
-    # the same preprocessing, except that inference may fall back on a default spacing for bare image paths
-    stripped = [{k: v for k, v in t.items() if k != "default_spacing"} for t in inference["preprocessing_base"][1:]]
-    assert ["@load_image", *stripped] == train["preprocessing_base"]
+    # the same preprocessing; only the spacing assumed for images without geometry may differ (inference assumes
+    # the ISBI 0.1 mm/px for bare image paths, training assumes none unless a served MONAI Label folder sets it)
+    assert inference["preprocessing_base"] == train["preprocessing_base"]
+    assert train["assumed_spacing"] is None and inference["assumed_spacing"] == [0.1, 0.1]
 
 
 def test_required_packages_cover_what_the_bundle_imports():

@@ -1,6 +1,7 @@
 """Ignite handlers of the bundle."""
 
 from .checkpoint import BestModelSaver, ResumeCheckpointSaver
+from .files import LandmarkFileSaver
 from .finite import NonFiniteGuard
 from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from .random_state import RandomStates
@@ -10,6 +11,7 @@ from .validation import PeriodicValidationHandler
 
 __all__ = [
     "BestModelSaver",
+    "LandmarkFileSaver",
     "LandmarkReportWriter",
     "LandmarkTableWriter",
     "MeanRadialErrorHandler",

@@ -1,7 +1,7 @@
 """Landmark file input and output, and image file names."""
 
 from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, image_filename, output_paths, output_stem
-from .landmarks import LandmarkFileError, Landmarks, landmark_format, read_landmarks, write_landmarks
+from .landmarks import LandmarkFileError, Landmarks, landmark_format, landmarks_record, read_landmarks, write_landmarks
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -11,6 +11,7 @@ __all__ = [
     "colliding_stems",
     "image_filename",
     "landmark_format",
+    "landmarks_record",
     "output_paths",
     "output_stem",
     "read_landmarks",

@@ -35,7 +35,7 @@ import numpy as np
 from ..geometry import map_points, spacing_affine
 from .files import refuse_existing
 
-__all__ = ["Landmarks", "LandmarkFileError", "read_landmarks", "write_landmarks", "landmark_format"]
+__all__ = ["Landmarks", "LandmarkFileError", "read_landmarks", "write_landmarks", "landmark_format", "landmarks_record"]
 
 FORMATS = ("csv", "json", "isbi", "fcsv", "mrk.json")
 MARKUPS_SCHEMA = (
@@ -357,19 +357,7 @@ def write_landmarks(
             for name, point, shown in zip(names, coords, visible):
                 writer.writerow([name, *(repr(float(v)) if shown else "" for v in point), int(shown)])
     elif fmt == "json":
-        extra = dict(extra or {})
-        top = extra.pop("_top", {})
-        items = []
-        for k, (name, point, shown) in enumerate(zip(names, coords, visible)):
-            item = {
-                "index": k,
-                "name": name,
-                "world": [float(v) for v in point] if shown else None,
-                "visible": bool(shown),
-            }
-            item.update({key: _plain(values[k]) for key, values in extra.items()})
-            items.append(item)
-        path.write_text(json.dumps({**top, "landmarks": items}, indent=2) + "\n")
+        path.write_text(json.dumps(landmarks_record(landmarks, extra), indent=2) + "\n")
     elif fmt == "isbi":
         if spacing is None or not visible.all():
             raise ValueError("the ISBI text format needs spacing and holds only visible landmarks.")
@@ -381,6 +369,19 @@ def write_landmarks(
     else:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}.")
     return path
+
+
+def landmarks_record(landmarks: Landmarks, extra: dict | None = None) -> dict:
+    """The ``.json`` format's content as a dict: ``{**extra["_top"], "landmarks": [{"index": k, "name": ...,
+    "world": [...] or None, "visible": bool, **per-landmark extra}, ...]}`` (see :func:`write_landmarks`)."""
+    extra = dict(extra or {})
+    top = extra.pop("_top", {})
+    items = []
+    for k, (name, point, shown) in enumerate(zip(landmarks.names, landmarks.coordinates, landmarks.visible)):
+        item = {"index": k, "name": name, "world": [float(v) for v in point] if shown else None, "visible": bool(shown)}
+        item.update({key: _plain(values[k]) for key, values in extra.items()})
+        items.append(item)
+    return {**top, "landmarks": items}
 
 
 def _plain(value):

@@ -1,9 +1,10 @@
-"""MONAI dictionary transforms, by stage: image preprocessing, landmark targets, decoding, writing."""
+"""MONAI dictionary transforms, by stage: image preprocessing, landmark targets, decoding, outputs."""
 
 from .decode import DecodeLandmarksd
 from .image import AsGreyscaled, FinitePixelsd, PixelSpacingd, ShrinkLarged, SqueezeSpatiald
+from .label_map import LandmarkLabelMapd
 from .landmarks import GaussianHeatmapd, LandmarksToGridd, LoadLandmarksd
-from .output import SaveLandmarksd
+from .output import LandmarkResultd, SaveLandmarksd
 
 __all__ = [
     "AsGreyscaled",
@@ -16,4 +17,6 @@ __all__ = [
     "GaussianHeatmapd",
     "DecodeLandmarksd",
     "SaveLandmarksd",
+    "LandmarkResultd",
+    "LandmarkLabelMapd",
 ]

@@ -1,4 +1,5 @@
-"""Writing predictions: per-image landmark files (JSON, 3D Slicer markups) and a 2D overlay picture."""
+"""Prediction outputs: the per-image result record, written as landmark files (JSON, 3D Slicer markups) and a 2D
+overlay picture, or handed to MONAI Label in memory."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from ..io import Landmarks, image_filename, output_paths, write_landmarks
+from ..io import Landmarks, image_filename, landmarks_record, output_paths, write_landmarks
 from ..io.files import refuse_existing
 from ..switches import as_bool
 from .image import AsGreyscaled
 
-__all__ = ["SaveLandmarksd", "draw_overlay"]
+__all__ = ["LandmarkResultd", "SaveLandmarksd", "draw_overlay", "landmark_record"]
 
 
 class SaveLandmarksd(MapTransform):
@@ -57,21 +58,11 @@ class SaveLandmarksd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             image = d[self.ref_key]
-            source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
             dims = image.ndim - 1
             paths = output_paths(image_filename(image), self.output_dir, overlay=dims == 2 and self.overlay)
             refuse_existing(paths, self.overwrite, "pass --overwrite true or another --output_dir.")
-            landmarks = Landmarks(torch.as_tensor(d[key]).double().numpy(), self.landmark_names)
+            landmarks, extra = _record_parts(d, key, image, self.landmark_names, self.prefix)
             pixels = torch.as_tensor(d[f"{self.prefix}pixels"]).double()
-            extra = {
-                "pixel": pixels.tolist(),
-                "confidence": torch.as_tensor(d[f"{self.prefix}confidence"]).double().tolist(),
-                "_top": {
-                    "image": image_filename(image),
-                    "spacing": torch.linalg.vector_norm(source[:dims, :dims], dim=0).tolist(),
-                    "spacing_assumed": bool(image.meta.get("spacing_assumed", False)),
-                },
-            }
             # each file to a hidden temporary name first, renamed when all are written: a failure part-way leaves
             # no half-written file, and the JSON (the result a re-run looks for) is renamed last
             partial = [p.with_name(f".{p.name}.partial") for p in paths]
@@ -88,6 +79,63 @@ class SaveLandmarksd(MapTransform):
             for temporary, final in reversed(list(zip(partial, paths))):
                 os.replace(temporary, final)
         return d
+
+
+class LandmarkResultd(MapTransform):
+    """Put each image's result record (:func:`landmark_record`: the content of the ``<stem>.json`` that
+    :class:`SaveLandmarksd` writes) under ``output_key`` as a JSON-ready dict, writing nothing: MONAI Label returns
+    the ``result`` key of its post-processed data as the result JSON of ``/infer``.
+
+    Args:
+        keys: the decoded world-landmark key (``pred_landmarks``); ``pred_pixels``/``pred_confidence`` sit beside it.
+        landmark_names: K names.
+        ref_key: the image (for its file name and spacing).
+        output_key: where the record goes.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        landmark_names: Sequence[str],
+        ref_key: str = "image",
+        prefix: str = "pred_",
+        output_key: str = "result",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.landmark_names = [str(n) for n in landmark_names]
+        self.ref_key, self.prefix, self.output_key = ref_key, prefix, output_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = landmark_record(d, key, self.landmark_names, self.ref_key, self.prefix)
+        return d
+
+
+def landmark_record(data: Mapping, key: str, landmark_names: Sequence[str], ref_key: str = "image", prefix="pred_"):
+    """The result of one image as a JSON-ready dict: ``{"image": path, "spacing": [...] (mm per pixel used),
+    "spacing_assumed": bool, "landmarks": [{"index": k, "name": ..., "world": [...] (mm), "pixel": [...]
+    (original-image pixels, x = column), "confidence": c, "visible": true}, ...]}``, from the keys that
+    :class:`DecodeLandmarksd` writes (``key`` = its world landmarks, ``{prefix}pixels``, ``{prefix}confidence``)."""
+    return landmarks_record(*_record_parts(data, key, data[ref_key], [str(n) for n in landmark_names], prefix))
+
+
+def _record_parts(data: Mapping, key: str, image, names: list, prefix: str) -> tuple:
+    """(:class:`Landmarks`, ``extra``) as :func:`bundle.io.write_landmarks` takes them for the JSON format."""
+    source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
+    dims = image.ndim - 1
+    landmarks = Landmarks(torch.as_tensor(data[key]).double().cpu().numpy(), names)
+    extra = {
+        "pixel": torch.as_tensor(data[f"{prefix}pixels"]).double().tolist(),
+        "confidence": torch.as_tensor(data[f"{prefix}confidence"]).double().tolist(),
+        "_top": {
+            "image": image_filename(image),
+            "spacing": torch.linalg.vector_norm(source[:dims, :dims], dim=0).tolist(),
+            "spacing_assumed": bool(image.meta.get("spacing_assumed", False)),
+        },
+    }
+    return landmarks, extra
 
 
 def draw_overlay(image_path: str, pixels, output: Path, radius: int = 12) -> None:

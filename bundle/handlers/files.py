@@ -1,0 +1,29 @@
+"""Per-image landmark files of an inference run, written from the evaluator's outputs."""
+
+from __future__ import annotations
+
+from ignite.engine import Engine, Events
+
+__all__ = ["LandmarkFileSaver"]
+
+
+class LandmarkFileSaver:
+    """Apply a :class:`bundle.transforms.SaveLandmarksd` to every image's post-processed output at each iteration.
+
+    The files are written by a handler rather than by a post-processing transform because MONAI Label runs the
+    bundle's ``postprocessing`` (and not its handlers) for ``/infer``, and must not write into the bundle's folder.
+
+    Args:
+        saver: the :class:`~bundle.transforms.SaveLandmarksd` that writes one image's files.
+    """
+
+    def __init__(self, saver):
+        self.saver = saver
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        output = engine.state.output
+        for item in output if isinstance(output, list) else [output]:
+            self.saver(item)

@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Compose, LoadImaged, Resized
+from PIL import Image
+
+from bundle.transforms import (
+    DecodeLandmarksd,
+    GaussianHeatmapd,
+    LandmarkLabelMapd,
+    LandmarkResultd,
+    LandmarksToGridd,
+    LoadLandmarksd,
+    PixelSpacingd,
+    SaveLandmarksd,
+)
+from bundle.transforms.label_map import landmark_label_map
+
+
+def test_a_disk_of_value_k_plus_one_round_in_millimetres():
+    labels = landmark_label_map(np.array([[10.0, 20.0], [40.0, 5.0]]), (50, 30), spacing=(0.5, 1.0), radius_mm=2.0)
+    assert labels.shape == (50, 30) and labels.dtype == np.uint8
+    assert labels[10, 20] == 1 and labels[40, 5] == 2
+    # 2 mm = 4 pixels along x (0.5 mm/px), 2 pixels along y (1 mm/px)
+    assert labels[14, 20] == 1 and labels[15, 20] == 0
+    assert labels[10, 22] == 1 and labels[10, 23] == 0
+    assert (labels == 1).sum() == sum(1 for i in range(-4, 5) for j in range(-2, 3) if (i / 4) ** 2 + (j / 2) ** 2 <= 1)
+    assert set(np.unique(labels)) == {0, 1, 2}
+
+
+def test_overlapping_disks_split_at_the_midpoint_so_neither_hides():
+    labels = landmark_label_map(np.array([[10.0, 10.0], [14.0, 10.0]]), (30, 30), spacing=(1.0, 1.0), radius_mm=5.0)
+    assert labels[10, 10] == 1 and labels[14, 10] == 2
+    assert labels[11, 10] == 1 and labels[13, 10] == 2
+    # the same layout with the landmarks in the other order gives the mirror split, not the later one on top
+    swapped = landmark_label_map(np.array([[14.0, 10.0], [10.0, 10.0]]), (30, 30), spacing=(1.0, 1.0), radius_mm=5.0)
+    assert swapped[11, 10] == 2 and swapped[13, 10] == 1
+
+
+def test_tiny_radius_still_marks_the_centre_pixel_and_3d_is_a_ball():
+    labels = landmark_label_map(np.array([[3.2, 4.6, 1.0]]), (8, 8, 4), spacing=(1.0, 1.0, 1.0), radius_mm=0.01)
+    assert labels[3, 5, 1] == 1 and (labels > 0).sum() == 1
+    ball = landmark_label_map(np.array([[5.0, 5.0, 5.0]]), (11, 11, 11), spacing=(1.0, 1.0, 1.0), radius_mm=2.0)
+    assert (ball > 0).sum() == sum(
+        1 for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3) if i * i + j * j + k * k <= 4
+    )
+
+
+def test_invisible_and_outside_landmarks_are_left_out_and_many_landmarks_widen_the_type():
+    labels = landmark_label_map(np.array([[np.nan, np.nan], [-50.0, 3.0], [3.0, 3.0]]), (8, 8), (1.0, 1.0), 1.0)
+    assert set(np.unique(labels)) == {0, 3}
+    many = landmark_label_map(np.stack([np.arange(300.0), np.zeros(300)], 1), (300, 4), (1.0, 1.0), 0.4)
+    assert many.dtype == np.uint16 and many[299, 0] == 300
+
+
+@pytest.mark.parametrize("bad", [{"radius_mm": 0.0}, {"pixels": np.zeros((2, 3))}, {"spacing": (1.0,)}])
+def test_bad_arguments_are_refused(bad):
+    args = {"pixels": np.zeros((2, 2)), "shape": (8, 8), "spacing": (1.0, 1.0), "radius_mm": 1.0, **bad}
+    with pytest.raises(ValueError):
+        landmark_label_map(**args)
+
+
+@pytest.fixture(scope="module")
+def decoded(tmp_path_factory):
+    """A 300 x 200 PNG (x = 300 columns) at 0.2 mm/px with one landmark at pixel (123, 45), decoded on a 64 x 64 grid."""
+    folder = tmp_path_factory.mktemp("label")
+    Image.fromarray(np.zeros((200, 300), np.uint8)).save(folder / "img.png")
+    (folder / "img.csv").write_text("name,x,y\np,24.6,9.0\n")
+    entry = {"image": str(folder / "img.png"), "landmarks": str(folder / "img.csv"), "spacing": [0.2, 0.2]}
+    load = Compose(
+        [
+            LoadImaged("image", ensure_channel_first=True, image_only=True),
+            PixelSpacingd("image"),
+            LoadLandmarksd("landmarks", num_landmarks=1),
+            Resized("image", spatial_size=(64, 64)),
+            LandmarksToGridd("landmarks"),
+            GaussianHeatmapd("grid_landmarks", output_key="pred"),
+            DecodeLandmarksd("pred"),
+        ]
+    )
+    return load(entry), folder
+
+
+def test_label_image_lies_on_the_original_grid_with_the_original_affine(decoded):
+    d, _ = decoded
+    out = LandmarkLabelMapd("pred_pixels", radius_mm=1.0)(d)
+    label = out["label"]
+    assert out["pred"] is label and tuple(label.shape) == (300, 200) and label.dtype == torch.uint8
+    assert label[123, 45] == 1 and label[127, 45] == 1 and label[129, 45] == 0  # 1 mm = 5 pixels
+    torch.testing.assert_close(label.affine.double(), d["image"].meta["source_affine"].double())
+    torch.testing.assert_close(label.affine[:2, :2].double(), torch.diag(torch.tensor([0.2, 0.2])).double())
+    assert out["result_extension"] == ".nii.gz"
+
+
+def test_an_asked_extension_is_kept_and_a_lossy_one_refused(decoded):
+    d, _ = decoded
+    assert LandmarkLabelMapd("pred_pixels")({**d, "result_extension": ".nrrd"})["result_extension"] == ".nrrd"
+    with pytest.raises(ValueError, match=r"img\.png: a label image cannot be saved as \.jpg"):
+        LandmarkLabelMapd("pred_pixels")({**d, "result_extension": ".jpg"})
+    with pytest.raises(ValueError, match="radius_mm"):
+        LandmarkLabelMapd("pred_pixels", radius_mm=float("nan"))
+
+
+def test_the_result_record_is_the_json_file_that_inference_writes(decoded, tmp_path):
+    d, _ = decoded
+    record = LandmarkResultd("pred_landmarks", landmark_names=["p"])(d)["result"]
+    SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path), landmark_names=["p"], overlay=False)(d)
+    assert json.loads(json.dumps(record)) == json.loads((tmp_path / "img.json").read_text())
+    (landmark,) = record["landmarks"]
+    assert landmark["pixel"] == pytest.approx([123.0, 45.0], abs=0.05) and record["spacing"] == pytest.approx(
+        [0.2, 0.2]
+    )
