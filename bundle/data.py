@@ -9,6 +9,7 @@ geometry (PNG, JPEG, BMP, TIFF).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .transforms.image import FinitePixelsd, PixelSpacingd, SqueezeSpatiald
 __all__ = ["load_datalist", "check_datalist", "inference_list", "LandmarkCacheDataset"]
 
 PATH_KEYS = ("image", "landmarks")
+logger = logging.getLogger(__name__)
 
 
 def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None) -> list:
@@ -194,6 +196,10 @@ class LandmarkCacheDataset(CacheDataset):
     entries (``label``: the landmark file saved through MONAI Label, e.g. a 3D Slicer ``.mrk.json``). An entry
     without ``landmarks`` takes its ``label`` as the landmark file.
 
+    A MONAI Label datastore is shared by every model the app serves, so datastore entries whose image has another
+    number of spatial dimensions (a 3D volume, for a 2D model) are left out, with a warning that counts them; entries
+    with ``landmarks`` (a datalist's) are never left out, and a wrong one is an error.
+
     Args:
         data: the entries.
         transform: as for :class:`~monai.data.CacheDataset`.
@@ -217,18 +223,32 @@ class LandmarkCacheDataset(CacheDataset):
         default_spacing: list | None = None,
         **kwargs,
     ):
-        entries = [
-            (
-                {**entry, "landmarks": entry["label"]}
-                if isinstance(entry, dict) and not entry.get("landmarks") and entry.get("label")
-                else entry
-            )
-            for entry in (data or [])
-        ]
+        entries, left_out = [], 0
+        for entry in data or []:
+            if isinstance(entry, dict) and not entry.get("landmarks") and entry.get("label"):
+                if _spatial_dims(entry.get("image")) not in (None, spatial_dims):
+                    left_out += 1
+                    continue
+                entry = {**entry, "landmarks": entry["label"]}
+            entries.append(entry)
+        if left_out:
+            logger.warning(f"{name}: left out {left_out} datastore images that are not {spatial_dims}D.")
         if not entries:
             raise ValueError(
-                f"{name}: no entries. (Under MONAI Label: label more images, or give the training a validation split "
-                "that holds at least one.)"
+                f"{name}: no {spatial_dims}D entries. (Under MONAI Label: label more images, or give the training a "
+                "validation split that holds at least one.)"
             )
         check_datalist(entries, num_landmarks, spatial_dims, name, default_spacing=default_spacing)
         super().__init__(entries, transform, **kwargs)
+
+
+def _spatial_dims(path) -> int | None:
+    """The number of spatial axes of an image file, trailing single-pixel axes aside (None if it cannot be read: the
+    check that follows names the problem)."""
+    try:
+        shape = list(LoadImage(image_only=True, ensure_channel_first=True)(path).shape[1:])
+    except Exception:  # noqa: BLE001 - readers raise many kinds; check_datalist reports the file
+        return None
+    while len(shape) > 2 and shape[-1] == 1:
+        shape.pop()
+    return len(shape)

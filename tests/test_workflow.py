@@ -79,7 +79,7 @@ def test_a_fine_tuning_that_starts_from_the_model_may_replace_it(tmp_path):
 def test_the_landmark_dataset_takes_monai_label_entries_and_checks_them(tmp_path):
     from bundle import LandmarkCacheDataset
 
-    with pytest.raises(ValueError, match="validation: no entries"):
+    with pytest.raises(ValueError, match="validation: no 2D entries"):
         LandmarkCacheDataset([], transform=None, num_landmarks=6, name="validation")
     demo = Path(__file__).resolve().parents[1] / "data" / "demo"
     entry = {"image": f"{demo}/images/001.png", "label": f"{demo}/landmarks/001.csv"}
@@ -89,3 +89,12 @@ def test_the_landmark_dataset_takes_monai_label_entries_and_checks_them(tmp_path
     assert dataset[0]["landmarks"] == entry["label"] and dataset[0]["image"] == entry["image"]
     with pytest.raises(ValueError, match="has 6 landmarks; expected 19"):
         LandmarkCacheDataset([entry], None, num_landmarks=19, default_spacing=[1.0, 1.0])
+    # a datastore shared with a 3D model: its volumes are left out of a 2D training, a datalist's never
+    afids = Path(__file__).resolve().parents[1] / "data" / "afids"
+    volume = {"image": str(afids / "tpl-MNI152NLin2009cAsym_res-04mm_T1w.nii.gz")}
+    dataset = LandmarkCacheDataset([entry, {**volume, "label": "x.mrk.json"}], None, 6, default_spacing=[1.0, 1.0])
+    assert len(dataset) == 1
+    with pytest.raises(ValueError, match="no 2D entries"):
+        LandmarkCacheDataset([{**volume, "label": "x.mrk.json"}], None, 6, default_spacing=[1.0, 1.0])
+    with pytest.raises(ValueError, match="3 spatial dims"):
+        LandmarkCacheDataset([{**volume, "landmarks": "x.mrk.json"}], None, 6)

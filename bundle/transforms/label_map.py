@@ -47,7 +47,7 @@ def landmark_label_map(
         raise ValueError(f"radius_mm must be positive, got {radius_mm}.")
     labels = np.zeros(tuple(shape), dtype=np.uint8 if len(pixels) < 256 else np.uint16)
     nearest = np.full(tuple(shape), np.inf)
-    reach = np.maximum(radius_mm / spacing, 0.5)  # pixels per axis; at least the centre pixel
+    reach = np.maximum(radius_mm / spacing, 0.5)  # pixels per axis; the nearest pixel is always marked too
     for k, centre in enumerate(pixels):
         if not np.all(np.isfinite(centre)):
             continue
@@ -59,7 +59,8 @@ def landmark_label_map(
         axes = np.meshgrid(*(np.arange(lo, hi) for lo, hi in zip(low, high)), indexing="ij")
         # distance in units of the reach: <= 1 inside the disk (an ellipse in pixels when the spacing differs by axis)
         distance = sum(((axis - c) / r) ** 2 for axis, c, r in zip(axes, centre, reach))
-        inside = (distance <= 1.0) & (distance < nearest[box])
+        centre_pixel = np.logical_and.reduce([axis == np.rint(c) for axis, c in zip(axes, centre)])
+        inside = ((distance <= 1.0) | centre_pixel) & (distance < nearest[box])
         labels[box][inside] = k + 1
         nearest[box][inside] = distance[inside]
     return labels

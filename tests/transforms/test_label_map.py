@@ -42,6 +42,9 @@ def test_overlapping_disks_split_at_the_midpoint_so_neither_hides():
 def test_tiny_radius_still_marks_the_centre_pixel_and_3d_is_a_ball():
     labels = landmark_label_map(np.array([[3.2, 4.6, 1.0]]), (8, 8, 4), spacing=(1.0, 1.0, 1.0), radius_mm=0.01)
     assert labels[3, 5, 1] == 1 and (labels > 0).sum() == 1
+    # a radius below the voxel size, and a centre 0.4 voxels off on every axis: the nearest voxel still shows it
+    coarse = landmark_label_map(np.array([[2.4, 2.4, 2.4]]), (5, 5, 5), spacing=(4.0, 4.0, 4.0), radius_mm=1.5)
+    assert coarse[2, 2, 2] == 1 and (coarse > 0).sum() == 1
     ball = landmark_label_map(np.array([[5.0, 5.0, 5.0]]), (11, 11, 11), spacing=(1.0, 1.0, 1.0), radius_mm=2.0)
     assert (ball > 0).sum() == sum(
         1 for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3) if i * i + j * j + k * k <= 4
