@@ -17,7 +17,7 @@ import torch
 from monai.data import CacheDataset
 from monai.transforms import LoadImage
 
-from .geometry import map_points
+from .geometry import map_points, picture_spacing
 from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, colliding_stems, output_paths, read_landmarks
 from .io.files import refuse_existing
 from .transforms.image import FinitePixelsd, PixelSpacingd, SqueezeSpatiald
@@ -110,21 +110,24 @@ def check_datalist(
                 "--spacing for a folder, or an 'assumed_spacing' in the config."
             )
         try:
-            affine = spacing_check({"image": image, "spacing": spacing})["image"].affine
+            checked = spacing_check({"image": image, "spacing": spacing})["image"]
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
         if not require_landmarks:
             continue
         if not entry.get("landmarks"):
             raise ValueError(f"{where}: no 'landmarks' file.")
+        picture = picture_spacing(checked)
         try:
-            landmarks = read_landmarks(entry["landmarks"], num_landmarks, spacing=spacing, spatial_dims=spatial_dims)
+            landmarks = read_landmarks(
+                entry["landmarks"], num_landmarks, picture or spacing, spatial_dims, picture_spacing=picture
+            )
         except LandmarkFileError as e:
             raise ValueError(f"{where}: {e}") from None
         if not landmarks.visible.all():
             missing = [n for n, v in zip(landmarks.names, landmarks.visible) if not v]
             raise ValueError(f"{where}: landmarks {missing} are not annotated; training needs every landmark.")
-        grid = map_points(torch.as_tensor(landmarks.coordinates), affine, invert=True)
+        grid = map_points(torch.as_tensor(landmarks.coordinates), checked.affine, invert=True)
         extent = torch.tensor(image.shape[1:], dtype=grid.dtype) - 0.5
         outside = ((grid < -0.5) | (grid > extent)).any(-1)
         if outside.any():

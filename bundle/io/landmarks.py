@@ -15,9 +15,13 @@ File formats (the format follows the suffix, or ``fmt=``):
 - ``.fcsv``: 3D Slicer markups fiducial CSV. ``# CoordinateSystem = 0``/``RAS`` or ``1``/``LPS`` (converted to RAS).
 - ``.mrk.json``: 3D Slicer markups JSON; read in its ``coordinateSystem`` (RAS or LPS), written in RAS.
 
-For ``spatial_dims=2`` the Slicer formats hold the point in the z = 0 plane of the same frame; reading a 2D point
-from them drops z. Any malformed file raises :class:`LandmarkFileError` naming the file and, where there is one,
-the line.
+For ``spatial_dims=2`` the Slicer formats hold the point in the z = 0 plane; reading a 2D point from them drops z.
+For a 2D picture without geometry (PNG, JPEG, ...), give ``picture_spacing``: 3D Slicer loads such a picture at 1 mm
+per pixel with its LPS axes along the pixel axes, so a point placed on it is at RAS (-column, -row, 0); with
+``picture_spacing`` the Slicer formats are read and written in that frame (world = pixel * spacing), so that they
+overlay the picture in Slicer. Without it they hold world millimetres (RAS), right for images with geometry.
+
+Any malformed file raises :class:`LandmarkFileError` naming the file and, where there is one, the line.
 """
 
 from __future__ import annotations
@@ -277,6 +281,18 @@ def _read_mrk_json(path, spatial_dims) -> Landmarks:
     return _to_dims(path, Landmarks(np.asarray(points), names, np.asarray(visible)), spatial_dims)
 
 
+def _picture_sign() -> np.ndarray:
+    """RAS <-> pixel axes of a picture in 3D Slicer (LPS along the pixel axes): x and y change sign."""
+    return np.array([-1.0, -1.0])
+
+
+def _spacing2(spacing) -> np.ndarray:
+    spacing = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    if spacing.shape != (2,) or not np.all(np.isfinite(spacing) & (spacing > 0)):
+        raise ValueError(f"picture_spacing must be 2 positive numbers (mm per pixel, x and y), got {spacing.tolist()}.")
+    return spacing
+
+
 def _to_dims(path, landmarks: Landmarks, spatial_dims: int | None) -> Landmarks:
     if spatial_dims in (None, 3):
         return landmarks
@@ -292,6 +308,7 @@ def read_landmarks(
     spacing: Sequence[float] | None = None,
     spatial_dims: int | None = None,
     fmt: str | None = None,
+    picture_spacing: Sequence[float] | None = None,
 ) -> Landmarks:
     """Read a landmark file into world millimetres.
 
@@ -302,6 +319,8 @@ def read_landmarks(
         spacing: pixel spacing in mm per axis (x, y[, z]); required for the ISBI text format (pixels), else ignored.
         spatial_dims: 2 or 3 if known (a 2D point from a Slicer file drops z = 0).
         fmt: one of :data:`FORMATS`; by default from the suffix.
+        picture_spacing: for 2D landmarks of a picture without geometry, its spacing (x, y): Slicer files then hold
+            Slicer's frame of the picture (see the module's docstring).
 
     Raises:
         LandmarkFileError: missing or unreadable file, wrong count, text or NaN where a number belongs.
@@ -319,6 +338,10 @@ def read_landmarks(
         landmarks = _read_mrk_json(path, spatial_dims)
     else:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}.")
+    if fmt in ("fcsv", "mrk.json") and picture_spacing is not None and landmarks.spatial_dims == 2:
+        landmarks = Landmarks(
+            _picture_sign() * landmarks.coordinates * _spacing2(picture_spacing), landmarks.names, landmarks.visible
+        )
     if num_landmarks is not None and len(landmarks) != num_landmarks:
         raise LandmarkFileError(path, f"has {len(landmarks)} landmarks; expected {num_landmarks}.")
     return landmarks
@@ -331,6 +354,7 @@ def write_landmarks(
     fmt: str | None = None,
     spacing: Sequence[float] | None = None,
     extra: dict | None = None,
+    picture_spacing: Sequence[float] | None = None,
 ) -> Path:
     """Write landmarks; refuses to replace an existing file unless ``overwrite``.
 
@@ -342,6 +366,8 @@ def write_landmarks(
         spacing: for the ISBI text format, mm per pixel (the points are rounded to whole pixels as the format has).
         extra: JSON only: per-landmark extra fields, a dict of name -> list of K values (e.g. ``"pixel"``,
             ``"confidence"``), and top-level fields under the key ``"_top"`` (e.g. ``{"image": ..., "spacing": ...}``).
+        picture_spacing: for 2D landmarks of a picture without geometry, its spacing (x, y): Slicer files are then
+            written in Slicer's frame of the picture (see the module's docstring).
     """
     path = Path(path)
     refuse_existing(path, overwrite, "pass overwrite=True to replace it.")
@@ -364,6 +390,8 @@ def write_landmarks(
         pixels = np.rint(map_points(coords, spacing_affine(spacing), invert=True).numpy()).astype(int)
         path.write_text("".join(f"{x},{y}\n" for x, y in pixels))
     elif fmt in ("fcsv", "mrk.json"):
+        if dims == 2 and picture_spacing is not None:
+            coords = _picture_sign() * coords / _spacing2(picture_spacing)
         xyz = np.concatenate([coords, np.zeros((len(coords), 3 - dims))], 1) if dims == 2 else coords
         (_write_fcsv if fmt == "fcsv" else _write_mrk_json)(path, xyz, names, visible)
     else:

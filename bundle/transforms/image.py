@@ -12,6 +12,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Resize, SqueezeDim
 
+from ..geometry import affine_spacing
 from ..io import NO_GEOMETRY_SUFFIXES, image_filename
 
 __all__ = ["AsGreyscaled", "FinitePixelsd", "SqueezeSpatiald", "PixelSpacingd", "ShrinkLarged"]
@@ -151,7 +152,7 @@ class PixelSpacingd(MapTransform):
                         f"{image_filename(image)}: spacing must be {dims} positive numbers, got {spacing}."
                     )
                 if has_geometry:
-                    current = torch.linalg.vector_norm(affine[:dims, :dims], dim=0)
+                    current = affine_spacing(affine, dims)
                     if not torch.allclose(current, spacing_t, rtol=1e-3):
                         raise ValueError(
                             f"{image_filename(image)}: datalist spacing {spacing_t.tolist()} disagrees with the file's "

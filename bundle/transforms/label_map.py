@@ -16,6 +16,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from ..geometry import affine_spacing
 from ..io import image_filename
 
 __all__ = ["LandmarkLabelMapd", "landmark_label_map"]
@@ -114,7 +115,7 @@ class LandmarkLabelMapd(MapTransform):
             dims = image.ndim - 1
             shape = [int(n) for n in np.asarray(image.meta.get("spatial_shape", image.shape[1:])).reshape(-1)[:dims]]
             source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
-            spacing = torch.linalg.vector_norm(source[:dims, :dims], dim=0).numpy()
+            spacing = affine_spacing(source, dims).numpy()
             pixels = torch.as_tensor(d[key]).double().cpu().numpy()
             labels = landmark_label_map(pixels, shape, spacing, self.radius_mm)
             label = MetaTensor(torch.from_numpy(labels), affine=source.clone())

@@ -11,10 +11,11 @@ from typing import Hashable, Mapping
 
 import torch
 from monai.config import KeysCollection
+from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from ..codecs import GaussianHeatmapCodec
-from ..geometry import map_points
+from ..geometry import map_points, picture_spacing
 from ..io import read_landmarks
 
 __all__ = ["LoadLandmarksd", "LandmarksToGridd", "GaussianHeatmapd"]
@@ -23,11 +24,16 @@ __all__ = ["LoadLandmarksd", "LandmarksToGridd", "GaussianHeatmapd"]
 class LoadLandmarksd(MapTransform):
     """Read each landmark file into a (K, D) float64 tensor of world millimetres (NaN rows: not visible).
 
+    Apply after the image's :class:`PixelSpacingd`: for a picture without geometry, the spacing it was given (from the
+    entry or assumed) reads the pixel-based formats (ISBI ``.txt``) and Slicer's frame of the picture (``.mrk.json``,
+    ``.fcsv``: :mod:`bundle.io.landmarks`).
+
     Args:
         keys: keys holding landmark file paths.
         num_landmarks: K; a file with another count raises.
         spatial_dims: D.
-        spacing_key: the datalist field with the pixel spacing, needed by pixel-based formats (ISBI ``.txt``).
+        spacing_key: the datalist field with the pixel spacing, for pixel-based formats when there is no image.
+        ref_key: the image the landmarks belong to.
     """
 
     def __init__(
@@ -36,18 +42,22 @@ class LoadLandmarksd(MapTransform):
         num_landmarks: int,
         spatial_dims: int = 2,
         spacing_key: str = "spacing",
+        ref_key: str = "image",
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.num_landmarks = num_landmarks
         self.spatial_dims = spatial_dims
-        self.spacing_key = spacing_key
+        self.spacing_key, self.ref_key = spacing_key, ref_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
+        image = d.get(self.ref_key)
+        picture = picture_spacing(image) if isinstance(image, MetaTensor) else None
+        spacing = picture if picture is not None else d.get(self.spacing_key)
         for key in self.key_iterator(d):
             landmarks = read_landmarks(
-                d[key], self.num_landmarks, spacing=d.get(self.spacing_key), spatial_dims=self.spatial_dims
+                d[key], self.num_landmarks, spacing, spatial_dims=self.spatial_dims, picture_spacing=picture
             )
             d[key] = torch.as_tensor(landmarks.coordinates, dtype=torch.float64)
         return d

@@ -11,6 +11,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from ..geometry import affine_spacing, picture_spacing
 from ..io import Landmarks, image_filename, landmarks_record, output_paths, write_landmarks
 from ..io.files import refuse_existing
 from ..switches import as_bool
@@ -70,7 +71,7 @@ class SaveLandmarksd(MapTransform):
             try:
                 if len(paths) == 3:
                     draw_overlay(image_filename(image), pixels.numpy(), partial[2])
-                write_landmarks(partial[1], landmarks, overwrite=True, fmt="mrk.json")
+                write_landmarks(partial[1], landmarks, True, "mrk.json", picture_spacing=picture_spacing(image))
                 write_landmarks(partial[0], landmarks, overwrite=True, fmt="json", extra=extra)
             except BaseException:
                 for p in partial:
@@ -131,7 +132,7 @@ def _record_parts(data: Mapping, key: str, image, names: list, prefix: str) -> t
         "confidence": torch.as_tensor(data[f"{prefix}confidence"]).double().tolist(),
         "_top": {
             "image": image_filename(image),
-            "spacing": torch.linalg.vector_norm(source[:dims, :dims], dim=0).tolist(),
+            "spacing": affine_spacing(source, dims).tolist(),
             "spacing_assumed": bool(image.meta.get("spacing_assumed", False)),
         },
     }

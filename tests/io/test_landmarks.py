@@ -145,3 +145,19 @@ def test_landmark_file_errors_survive_pickling_and_copying():
         assert str(clone) == str(error) == "a/001.txt, line 3: y is 'abc', not a number."
         assert (clone.path, clone.line) == ("a/001.txt", 3) and isinstance(clone, ValueError)
     assert str(LandmarkFileError("b.csv", "file not found.")) == "b.csv: file not found."
+
+
+@pytest.mark.parametrize("fmt", ["mrk.json", "fcsv"])
+def test_slicer_files_of_a_picture_are_in_slicers_frame_of_it(tmp_path, fmt):
+    # 3D Slicer loads a PNG/JPEG at 1 mm per pixel with LPS along the pixel axes: pixel (835, 996) is RAS (-835, -996)
+    world = Landmarks(np.array([[83.5, 99.6], [0.0, 0.05]]), ["sella", "corner"])
+    path = write_landmarks(tmp_path / f"a.{fmt}", world, picture_spacing=[0.1, 0.05])
+    if fmt == "mrk.json":
+        positions = [p["position"] for p in json.loads(path.read_text())["markups"][0]["controlPoints"]]
+        np.testing.assert_allclose(positions, [[-835.0, -1992.0, 0.0], [0.0, -1.0, 0.0]], atol=1e-9)
+    back = read_landmarks(path, 2, spatial_dims=2, picture_spacing=[0.1, 0.05])
+    np.testing.assert_allclose(back.coordinates, world.coordinates, atol=1e-9)
+    # read as world millimetres instead, the same file is far off the picture: the frame is not optional
+    assert np.abs(read_landmarks(path, 2, spatial_dims=2).coordinates - world.coordinates).max() > 100
+    with pytest.raises(ValueError, match="picture_spacing must be 2 positive numbers"):
+        read_landmarks(path, 2, spatial_dims=2, picture_spacing=[0.1])

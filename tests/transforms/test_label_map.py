@@ -115,3 +115,28 @@ def test_the_result_record_is_the_json_file_that_inference_writes(decoded, tmp_p
     assert landmark["pixel"] == pytest.approx([123.0, 45.0], abs=0.05) and record["spacing"] == pytest.approx(
         [0.2, 0.2]
     )
+
+
+def test_a_slicer_markup_placed_on_a_picture_reads_as_its_pixel(decoded, tmp_path):
+    _, folder = decoded
+    # what Slicer saves for a point placed on pixel (123, 45) of img.png, which it shows at 1 mm per pixel (LPS)
+    markup = {
+        "markups": [{"coordinateSystem": "LPS", "controlPoints": [{"label": "p", "position": [123.0, 45.0, 0.0]}]}]
+    }
+    (tmp_path / "img.mrk.json").write_text(json.dumps(markup))
+    entry = {"image": str(folder / "img.png"), "landmarks": str(tmp_path / "img.mrk.json")}
+    load = Compose(
+        [
+            LoadImaged("image", ensure_channel_first=True, image_only=True),
+            PixelSpacingd("image", default_spacing=[0.2, 0.2]),
+            LoadLandmarksd("landmarks", num_landmarks=1),
+        ]
+    )
+    np.testing.assert_allclose(load(entry)["landmarks"].numpy(), [[24.6, 9.0]], atol=1e-9)  # world mm at 0.2 mm/px
+
+
+def test_inference_writes_the_picture_markups_in_slicers_frame(decoded, tmp_path):
+    d, _ = decoded
+    SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path), landmark_names=["p"], overlay=False)(d)
+    (point,) = json.loads((tmp_path / "img.mrk.json").read_text())["markups"][0]["controlPoints"]
+    np.testing.assert_allclose(point["position"], [-123.0, -45.0, 0.0], atol=0.05)  # RAS of pixel (123, 45)
