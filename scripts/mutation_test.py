@@ -1,7 +1,8 @@
 """Mutation testing of the science: change one operator or constant at a time in the modules that compute the loss,
-the attention, the detector, the heatmap codec, the metrics and the point mapping, run the tests that cover that
-module, and count a mutant as killed when a test fails. Survivors are listed for a person to kill (a new test) or to
-explain (an equivalent mutant). A small tool of our own: it needs nothing but the standard library and pytest.
+the attention, the detector, the heatmap codec, the metrics, the point mapping and the landmark label image, run the
+tests that cover that module, and count a mutant as killed when a test fails. Survivors are listed for a person to
+kill (a new test) or to explain (an equivalent mutant). A small tool of our own: it needs nothing but the standard
+library and pytest.
 
 Mutations, one per run (Python's ``ast``): arithmetic ``+ - * / ** //`` swapped with a partner, comparisons
 ``< <= > >= == !=`` swapped, ``and``/``or`` swapped, ``not`` dropped, unary minus dropped, numbers changed (0 <-> 1,
@@ -35,6 +36,7 @@ TARGETS = {
     "bundle/metrics/radial_error.py": ["tests/metrics", "tests/handlers"],
     "bundle/geometry.py": ["tests/test_geometry.py", "tests/transforms"],
     "bundle/handlers/finite.py": ["tests/handlers/test_finite.py"],
+    "bundle/transforms/label_map.py": ["tests/transforms/test_label_map.py"],
 }
 
 # (module, what the bug is, text to find, its replacement): bugs that once got past the suite

@@ -64,3 +64,34 @@ def test_points_that_carry_an_earlier_mapping_are_mapped_afresh_and_come_back_pl
     back = map_points(carried, second, invert=True)
     torch.testing.assert_close(back, torch.tensor([[0.7, 0.3]], dtype=torch.float64))
     assert type(back) is torch.Tensor and type(map_points(carried, second)) is torch.Tensor
+
+
+def test_the_spacing_of_a_rotated_anisotropic_affine_is_its_column_lengths():
+    from bundle.geometry import affine_spacing
+
+    angle = np.deg2rad(30.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    affine = np.eye(3)
+    affine[:2, :2] = rotation @ np.diag([0.1, 0.2])  # rows of this matrix have other lengths than its columns
+    np.testing.assert_allclose(affine_spacing(affine, 2).numpy(), [0.1, 0.2], atol=1e-12)
+
+
+def test_only_2d_pictures_without_geometry_have_a_picture_spacing(tmp_path):
+    import nibabel as nib
+    from monai.transforms import LoadImage
+    from PIL import Image
+
+    from bundle.geometry import picture_spacing
+    from bundle.transforms import PixelSpacingd
+
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "p.png")
+    nib.save(nib.Nifti1Image(np.zeros((50, 40), np.float32), np.diag([0.3, 0.3, 1.0, 1.0])), tmp_path / "p.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)), tmp_path / "v.nii.gz")
+
+    def loaded(name, spacing=None):
+        image = LoadImage(image_only=True, ensure_channel_first=True)(str(tmp_path / name))
+        return PixelSpacingd("image")({"image": image, "spacing": spacing})["image"]
+
+    assert picture_spacing(loaded("p.png", [0.1, 0.2])) == pytest.approx([0.1, 0.2])
+    assert picture_spacing(loaded("p.nii.gz")) is None  # 2D, but with geometry: Slicer shows it in its own mm
+    assert picture_spacing(loaded("v.nii.gz")) is None

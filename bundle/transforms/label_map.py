@@ -113,7 +113,11 @@ class LandmarkLabelMapd(MapTransform):
         for key in self.key_iterator(d):
             image = d[self.ref_key]
             dims = image.ndim - 1
-            shape = [int(n) for n in np.asarray(image.meta.get("spatial_shape", image.shape[1:])).reshape(-1)[:dims]]
+            if "spatial_shape" not in image.meta:
+                raise ValueError(
+                    f"{image_filename(image)}: no meta['spatial_shape'] (the shape as loaded by LoadImaged)."
+                )
+            shape = [int(n) for n in np.asarray(image.meta["spatial_shape"]).reshape(-1)[:dims]]
             source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
             spacing = affine_spacing(source, dims).numpy()
             pixels = torch.as_tensor(d[key]).double().cpu().numpy()

@@ -51,11 +51,19 @@ def test_tiny_radius_still_marks_the_centre_pixel_and_3d_is_a_ball():
     )
 
 
+def test_a_pixel_equally_near_two_landmarks_goes_to_the_first():
+    labels = landmark_label_map(np.array([[10.0, 10.0], [12.0, 10.0]]), (30, 30), spacing=(1.0, 1.0), radius_mm=3.0)
+    assert labels[11, 10] == 1 and labels[12, 10] == 2
+
+
 def test_invisible_and_outside_landmarks_are_left_out_and_many_landmarks_widen_the_type():
     labels = landmark_label_map(np.array([[np.nan, np.nan], [-50.0, 3.0], [3.0, 3.0]]), (8, 8), (1.0, 1.0), 1.0)
     assert set(np.unique(labels)) == {0, 3}
     many = landmark_label_map(np.stack([np.arange(300.0), np.zeros(300)], 1), (300, 4), (1.0, 1.0), 0.4)
     assert many.dtype == np.uint16 and many[299, 0] == 300
+    # uint8 holds 255 landmarks; the 256th needs uint16
+    assert landmark_label_map(np.zeros((255, 2)), (4, 4), (1.0, 1.0), 1.0).dtype == np.uint8
+    assert landmark_label_map(np.zeros((256, 2)), (4, 4), (1.0, 1.0), 1.0).dtype == np.uint16
 
 
 @pytest.mark.parametrize("bad", [{"radius_mm": 0.0}, {"pixels": np.zeros((2, 3))}, {"spacing": (1.0,)}])
@@ -95,6 +103,8 @@ def test_label_image_lies_on_the_original_grid_with_the_original_affine(decoded)
     torch.testing.assert_close(label.affine.double(), d["image"].meta["source_affine"].double())
     torch.testing.assert_close(label.affine[:2, :2].double(), torch.diag(torch.tensor([0.2, 0.2])).double())
     assert out["result_extension"] == ".nii.gz"
+    default = LandmarkLabelMapd("pred_pixels")(d)["label"]  # 1.5 mm = 7.5 pixels
+    assert default[130, 45] == 1 and default[131, 45] == 0
 
 
 def test_an_asked_extension_is_kept_and_a_lossy_one_refused(decoded):
@@ -102,8 +112,13 @@ def test_an_asked_extension_is_kept_and_a_lossy_one_refused(decoded):
     assert LandmarkLabelMapd("pred_pixels")({**d, "result_extension": ".nrrd"})["result_extension"] == ".nrrd"
     with pytest.raises(ValueError, match=r"img\.png: a label image cannot be saved as \.jpg"):
         LandmarkLabelMapd("pred_pixels")({**d, "result_extension": ".jpg"})
-    with pytest.raises(ValueError, match="radius_mm"):
-        LandmarkLabelMapd("pred_pixels", radius_mm=float("nan"))
+    image = d["image"].clone()
+    image.meta.pop("spatial_shape")  # without the shape as loaded, the original grid is unknown
+    with pytest.raises(ValueError, match=r"img\.png: no meta\['spatial_shape'\]"):
+        LandmarkLabelMapd("pred_pixels")({**d, "image": image})
+    for radius in (float("nan"), 0.0):
+        with pytest.raises(ValueError, match="radius_mm"):
+            LandmarkLabelMapd("pred_pixels", radius_mm=radius)
 
 
 def test_the_result_record_is_the_json_file_that_inference_writes(decoded, tmp_path):
