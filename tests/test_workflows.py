@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
@@ -166,8 +167,12 @@ def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path)
     table = (tmp_path / "landmarks.csv").read_text().splitlines()
     assert table[0] == "image,index,name,x_px,y_px,x_mm,y_mm,confidence" and len(table) == 1 + 8 * 6
     result = json.loads(outputs[0].read_text())
-    slicer = read_landmarks(tmp_path / outputs[0].name.replace(".json", ".mrk.json"), 6, spatial_dims=2)
-    assert slicer.coordinates.tolist() == [item["world"] for item in result["landmarks"]]
+    # the markups of a PNG are in 3D Slicer's frame of the picture (1 mm per pixel, LPS along the pixel axes)
+    markups = tmp_path / outputs[0].name.replace(".json", ".mrk.json")
+    slicer = read_landmarks(markups, 6, spatial_dims=2, picture_spacing=[0.5, 0.5])
+    np.testing.assert_allclose(slicer.coordinates, [item["world"] for item in result["landmarks"]], atol=1e-9)
+    positions = [p["position"][:2] for p in json.loads(markups.read_text())["markups"][0]["controlPoints"]]
+    np.testing.assert_allclose(positions, [[-x, -y] for x, y in (i["pixel"] for i in result["landmarks"])], atol=1e-6)
     assert result["spacing"] == [0.5, 0.5] and result["spacing_assumed"] is False and len(result["landmarks"]) == 6
     for landmark in result["landmarks"]:
         assert landmark["pixel"] == pytest.approx([w / 0.5 for w in landmark["world"]])
