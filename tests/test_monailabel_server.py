@@ -276,5 +276,12 @@ def test_2d_train_on_jpeg_cephalograms_with_slicer_and_csv_labels(server, tmp_pa
         )
     ]
     assert errors and errors[-1] < 3.0, errors
-    result = json.loads(_infer(server, CEPH, server["cephalograms"][0], "json"))
+    stem = server["cephalograms"][0]
+    result = json.loads(_infer(server, CEPH, stem, "json"))
     assert len(result["landmarks"]) == 19
+    # the label image of a JPEG (as the datastore holds it): lossless NIfTI of the picture's size, disks at landmarks
+    path = tmp_path / "label.nii.gz"
+    path.write_bytes(_infer(server, CEPH, stem, "image"))
+    label = itk.imread(str(path))
+    assert tuple(itk.size(label)) == tuple(itk.size(itk.imread(str(server["studies"] / f"{stem}.jpg"))))
+    _check_disks(itk.array_from_image(label).T, result["landmarks"])

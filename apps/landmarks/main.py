@@ -44,20 +44,15 @@ class LandmarkApp(MONAILabelApp):
         )
 
     def init_infers(self) -> Dict[str, InferTask]:
-        infers: Dict[str, InferTask] = {}
-        for name, path in self.bundles.items():
-            task = BundleInferTask(path, self.conf)
-            if task.is_valid():
-                infers[name] = task
-        return infers
+        return self._valid(BundleInferTask)
 
     def init_trainers(self) -> Dict[str, TrainTask]:
-        trainers: Dict[str, TrainTask] = {}
-        for name, path in self.bundles.items():
-            task = BundleTrainTask(path, self.conf)
-            if task.is_valid():
-                trainers[name] = task
-        return trainers
+        return self._valid(BundleTrainTask)
+
+    def _valid(self, task_class) -> dict:
+        """``{name: task}`` for each served folder that the MONAI Label task accepts (it logs why it refuses one)."""
+        tasks = {name: task_class(path, self.conf) for name, path in self.bundles.items()}
+        return {name: task for name, task in tasks.items() if task.is_valid()}
 
     def init_strategies(self) -> Dict[str, Strategy]:
         return {"random": Random(), "first": First()}
