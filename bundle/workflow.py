@@ -46,17 +46,25 @@ def check_outputs(
 
     A fresh training (``resume=False``) needs ``model_path`` and ``checkpoint_dir`` to be absent, unless
     ``overwrite=True``, which deletes the old resume checkpoints (the model is replaced at the first validation).
-    A resumed training needs a checkpoint to resume from. A fine-tuning that starts from ``model_path`` itself (it is
-    among ``starts_from``, the weights that the training's checkpoint loaders read, as MONAI Label's training task
-    adds one for ``models/model.pt``) replaces it knowingly: that counts as ``overwrite``.
+    A resumed training needs a checkpoint to resume from. A fine-tuning that starts from weights in ``model_path``'s
+    own folder (among ``starts_from``, the weights that the training's checkpoint loaders read, as MONAI Label's
+    training task adds one for ``models/model.pt`` or the file chosen in its options) replaces ``model_path``
+    knowingly: that counts as ``overwrite``. The first such fine-tuning keeps the weights it replaces as
+    ``model_pretrained.pt`` beside them, never overwritten, which MONAI Label then offers as a model file to go back to.
     """
     model_path, checkpoint_dir = Path(model_path), Path(checkpoint_dir)
     resume, overwrite = as_bool(resume, "resume"), as_bool(overwrite, "overwrite")
     if resume:
         latest_checkpoint(checkpoint_dir)
         return
-    if model_path.exists() and any(Path(p).resolve() == model_path.resolve() for p in starts_from or ()):
-        logger.info(f"fine-tuning from {model_path}: the best model of this training will replace it.")
+    folder = model_path.resolve().parent
+    if model_path.exists() and any(Path(p).is_file() and Path(p).resolve().parent == folder for p in starts_from or ()):
+        kept = model_path.with_name("model_pretrained.pt")
+        if not kept.exists():
+            shutil.copy2(model_path, kept)
+        logger.info(
+            f"fine-tuning: the best model of this training will replace {model_path} (earlier weights: {kept})."
+        )
         overwrite = True
     existing = [str(p) for p in (model_path, checkpoint_dir) if p.exists()]
     if existing and not overwrite:

@@ -247,7 +247,10 @@ def test_3d_train_fine_tunes_the_served_weights_and_infer_uses_them(server, tmp_
         assert weights.stat().st_mtime_ns > stamp, f"training {run + 1} wrote no model"
         stamp = weights.stat().st_mtime_ns
     log = server["log"].read_text()
-    assert log.count("fine-tuning from") >= 2 and "val_mre" in log  # started from model.pt, validated
+    assert log.count("fine-tuning: the best model") >= 2 and "val_mre" in log  # started from model.pt, validated
+    # the served weights from before the first fine-tuning stay beside the new ones
+    kept = weights.with_name("model_pretrained.pt").read_bytes()
+    assert kept == (server["app"].parent / "afids_models" / "model.pt").read_bytes()
     after = json.loads(_infer(server, AFIDS, "brain1", "json"))
     assert [i["world"] for i in after["landmarks"]] != [i["world"] for i in before["landmarks"]]
 
