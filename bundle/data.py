@@ -68,19 +68,22 @@ def check_datalist(
     require_landmarks: bool = True,
     default_spacing: list | None = None,
     min_size: int = MIN_SIZE,
+    leave_out_other_dims: bool = False,
 ) -> list:
     """Check every entry before a run writes anything: the image exists and reads, holds no NaN or infinite value,
     has ``spatial_dims`` axes of at least ``min_size`` pixels, the spacing is there when the format needs it (given,
     or ``default_spacing`` to be assumed) and agrees with the file's when it has one, and (``require_landmarks``)
     the landmark file has ``num_landmarks`` finite, visible landmarks inside the image. (A very large image is fine:
-    the preprocessing's :class:`~bundle.transforms.ShrinkLarged` averages it down, with a warning.) Returns
-    ``entries`` unchanged.
+    the preprocessing's :class:`~bundle.transforms.ShrinkLarged` averages it down, with a warning.) Returns the
+    entries, unchanged; with ``leave_out_other_dims``, those whose image has another number of spatial dimensions
+    are left out of it instead of raising.
 
     Raises:
         ValueError: naming the entry (``name[i]`` and its image) and what is wrong with it.
     """
     loader = LoadImage(image_only=True, ensure_channel_first=True)
     spacing_check = PixelSpacingd("image", default_spacing=default_spacing)
+    kept = []
     for i, entry in enumerate(entries):
         where = f"{name}[{i}] ({entry.get('image', '?')})"
         image_path = entry.get("image")
@@ -94,11 +97,17 @@ def check_datalist(
             raise ValueError(f"{where}: the image cannot be read ({type(e).__name__}: {e}).") from None
         try:
             image = SqueezeSpatiald("image", spatial_dims)({"image": image})["image"]
+            other_dims = f"the image has {image.ndim - 1} spatial dims, expected {spatial_dims}."
+        except ValueError as e:  # more spatial axes than spatial_dims, not of size 1
+            other_dims = str(e)
+        if image.ndim - 1 != spatial_dims:
+            if leave_out_other_dims:
+                continue
+            raise ValueError(f"{where}: {other_dims}")
+        try:
             FinitePixelsd("image")({"image": image})
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
-        if image.ndim - 1 != spatial_dims:
-            raise ValueError(f"{where}: the image has {image.ndim - 1} spatial dims, expected {spatial_dims}.")
         if min(image.shape[1:]) < min_size:
             raise ValueError(
                 f"{where}: the image is {tuple(image.shape[1:])} pixels; at least {min_size} per axis are needed."
@@ -114,6 +123,7 @@ def check_datalist(
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
         if not require_landmarks:
+            kept.append(entry)
             continue
         if not entry.get("landmarks"):
             raise ValueError(f"{where}: no 'landmarks' file.")
@@ -133,7 +143,8 @@ def check_datalist(
         if outside.any():
             names = [n for n, o in zip(landmarks.names, outside.tolist()) if o]
             raise ValueError(f"{where}: landmarks {names} lie outside the image (check the spacing and the units).")
-    return entries
+        kept.append(entry)
+    return kept
 
 
 def inference_list(
@@ -226,32 +237,21 @@ class LandmarkCacheDataset(CacheDataset):
         default_spacing: list | None = None,
         **kwargs,
     ):
-        entries, left_out = [], 0
+        listed, stored = [], []  # a datalist's entries, and MONAI Label's datastore entries
         for entry in data or []:
             if isinstance(entry, dict) and not entry.get("landmarks") and entry.get("label"):
-                if _spatial_dims(entry.get("image")) not in (None, spatial_dims):
-                    left_out += 1
-                    continue
-                entry = {**entry, "landmarks": entry["label"]}
-            entries.append(entry)
-        if left_out:
-            logger.warning(f"{name}: left out {left_out} datastore images that are not {spatial_dims}D.")
+                stored.append({**entry, "landmarks": entry["label"]})
+            else:
+                listed.append(entry)
+        check = {"num_landmarks": num_landmarks, "spatial_dims": spatial_dims, "name": name}
+        entries = check_datalist(listed, default_spacing=default_spacing, **check)
+        kept = check_datalist(stored, default_spacing=default_spacing, leave_out_other_dims=True, **check)
+        if len(kept) < len(stored):
+            logger.warning(f"{name}: left out {len(stored) - len(kept)} datastore images that are not {spatial_dims}D.")
+        entries += kept
         if not entries:
             raise ValueError(
                 f"{name}: no {spatial_dims}D entries. (Under MONAI Label: label more images, or give the training a "
                 "validation split that holds at least one.)"
             )
-        check_datalist(entries, num_landmarks, spatial_dims, name, default_spacing=default_spacing)
         super().__init__(entries, transform, **kwargs)
-
-
-def _spatial_dims(path) -> int | None:
-    """The number of spatial axes of an image file, trailing single-pixel axes aside (None if it cannot be read: the
-    check that follows names the problem)."""
-    try:
-        shape = list(LoadImage(image_only=True, ensure_channel_first=True)(path).shape[1:])
-    except Exception:  # noqa: BLE001 - readers raise many kinds; check_datalist reports the file
-        return None
-    while len(shape) > 2 and shape[-1] == 1:
-        shape.pop()
-    return len(shape)

@@ -17,7 +17,7 @@ from ..io.files import refuse_existing
 from ..switches import as_bool
 from .image import AsGreyscaled
 
-__all__ = ["LandmarkResultd", "SaveLandmarksd", "draw_overlay", "landmark_record"]
+__all__ = ["LandmarkResultd", "SaveLandmarksd", "draw_overlay"]
 
 
 class SaveLandmarksd(MapTransform):
@@ -83,9 +83,11 @@ class SaveLandmarksd(MapTransform):
 
 
 class LandmarkResultd(MapTransform):
-    """Put each image's result record (:func:`landmark_record`: the content of the ``<stem>.json`` that
-    :class:`SaveLandmarksd` writes) under ``output_key`` as a JSON-ready dict, writing nothing: MONAI Label returns
-    the ``result`` key of its post-processed data as the result JSON of ``/infer``.
+    """Put each image's result record under ``output_key`` as a JSON-ready dict, writing nothing: the content of the
+    ``<stem>.json`` that :class:`SaveLandmarksd` writes, ``{"image": path, "spacing": [...] (mm per pixel used),
+    "spacing_assumed": bool, "landmarks": [{"index": k, "name": ..., "world": [...] (mm), "pixel": [...]
+    (original-image pixels, x = column), "confidence": c, "visible": true}, ...]}``. MONAI Label returns the
+    ``result`` key of its post-processed data as the result JSON of ``/infer``.
 
     Args:
         keys: the decoded world-landmark key (``pred_landmarks``); ``pred_pixels``/``pred_confidence`` sit beside it.
@@ -110,16 +112,9 @@ class LandmarkResultd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[self.output_key] = landmark_record(d, key, self.landmark_names, self.ref_key, self.prefix)
+            parts = _record_parts(d, key, d[self.ref_key], self.landmark_names, self.prefix)
+            d[self.output_key] = landmarks_record(*parts)
         return d
-
-
-def landmark_record(data: Mapping, key: str, landmark_names: Sequence[str], ref_key: str = "image", prefix="pred_"):
-    """The result of one image as a JSON-ready dict: ``{"image": path, "spacing": [...] (mm per pixel used),
-    "spacing_assumed": bool, "landmarks": [{"index": k, "name": ..., "world": [...] (mm), "pixel": [...]
-    (original-image pixels, x = column), "confidence": c, "visible": true}, ...]}``, from the keys that
-    :class:`DecodeLandmarksd` writes (``key`` = its world landmarks, ``{prefix}pixels``, ``{prefix}confidence``)."""
-    return landmarks_record(*_record_parts(data, key, data[ref_key], [str(n) for n in landmark_names], prefix))
 
 
 def _record_parts(data: Mapping, key: str, image, names: list, prefix: str) -> tuple:
