@@ -60,7 +60,9 @@ class GaussianHeatmapCodec:
             replaced during training (``codec.sigma = ...``).
         truncate: Gaussian support radius in units of sigma.
         method: default decoding method, one of ``"argmax"``, ``"dark"``, ``"soft_argmax"``.
-        blur_sigma: DARK's blur in pixels (2 keeps the error under 0.1 px with noise of SD 0.05 for sigma 1.5-4).
+        blur_sigma: DARK's blur in pixels (2 keeps the error under 0.1 px with noise of SD 0.05 for sigma 1.5-4), or
+            ``"sigma"``: each landmark's own current ``sigma`` (DARK's choice, a blur matching the target's
+            Gaussian), so that the blur follows a sigma adapted during training.
         soft_argmax_radius: half-width of the soft-argmax window in pixels.
 
     Example::
@@ -83,13 +85,15 @@ class GaussianHeatmapCodec:
             raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
         if method not in DECODE_METHODS:
             raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}.")
-        if truncate <= 0 or blur_sigma < 0 or soft_argmax_radius < 1:
-            raise ValueError("truncate must be > 0, blur_sigma >= 0 and soft_argmax_radius >= 1.")
+        if blur_sigma != "sigma" and (isinstance(blur_sigma, str) or not blur_sigma >= 0):
+            raise ValueError(f"blur_sigma must be a number >= 0 or 'sigma', got {blur_sigma!r}.")
+        if truncate <= 0 or soft_argmax_radius < 1:
+            raise ValueError("truncate must be > 0 and soft_argmax_radius >= 1.")
         self.spatial_dims = spatial_dims
         self.sigma = sigma
         self.truncate = float(truncate)
         self.method = method
-        self.blur_sigma = float(blur_sigma)
+        self.blur_sigma = blur_sigma if blur_sigma == "sigma" else float(blur_sigma)
         self.soft_argmax_radius = int(soft_argmax_radius)
 
     # ------------------------------------------------------------------ encode
@@ -166,21 +170,37 @@ class GaussianHeatmapCodec:
             coords = peak.float()
         elif method == "dark":
             coords = peak.float() + _newton_step(torch.log(maps.clamp_min(1e-10)), peak, spatial)
-            if self.blur_sigma > 0:
-                coords = self._dark_blurred(maps, coords, spatial)
+            blur = self._blur_per_map(lead, maps.shape[0])
+            for value in torch.unique(blur).tolist():
+                if value > 0:
+                    rows = blur == value
+                    coords[rows] = self._dark_blurred(maps[rows], coords[rows], spatial, value)
         else:
             coords = _soft_argmax(maps, peak, spatial, self.soft_argmax_radius)
         return coords.reshape(*lead, dims), confidence.reshape(lead)
 
-    def _dark_blurred(self, maps: torch.Tensor, unblurred: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
-        """DARK on the blurred map, except for peaks within ``2 * blur_sigma`` of the border, which keep the step
-        taken on the unblurred map: the blur's zero padding would pull them up to a pixel inwards."""
+    def _blur_per_map(self, lead: tuple[int, ...], count: int) -> torch.Tensor:
+        """DARK's blur (pixels) of each of the ``count`` maps of a (*lead, *S) batch, whose last lead axis is K."""
+        if self.blur_sigma != "sigma":
+            return torch.full((count,), self.blur_sigma)
+        channels = lead[-1]
+        sigma = torch.as_tensor(self.sigma, dtype=torch.float32).flatten().cpu()
+        if sigma.numel() not in (1, channels):
+            raise ValueError(f"the codec has {sigma.numel()} sigmas for heatmaps of {channels} channels.")
+        return sigma.expand(channels).repeat(count // channels)
+
+    def _dark_blurred(
+        self, maps: torch.Tensor, unblurred: torch.Tensor, spatial: tuple[int, ...], blur_sigma: float
+    ) -> torch.Tensor:
+        """DARK on the maps blurred by ``blur_sigma`` pixels, except for peaks within ``2 * blur_sigma`` of the
+        border, which keep the step taken on the unblurred map: the blur's zero padding would pull them up to a pixel
+        inwards."""
         dims = len(spatial)
-        kernel = gaussian_1d(torch.tensor(self.blur_sigma), truncated=4.0, approx="sampled").to(maps)
+        kernel = gaussian_1d(torch.tensor(blur_sigma), truncated=4.0, approx="sampled").to(maps)
         blurred = separable_filtering(maps[:, None], [kernel] * dims)[:, 0]
         peak = _unravel(blurred.flatten(1).argmax(1), spatial)
         coords = peak.float() + _newton_step(torch.log(blurred.clamp_min(1e-10)), peak, spatial)
-        margin = 2.0 * self.blur_sigma
+        margin = 2.0 * blur_sigma
         size = torch.tensor(spatial, device=maps.device, dtype=coords.dtype)
         interior = ((peak >= margin) & (peak <= size - 1 - margin)).all(-1)
         return torch.where(interior[:, None], coords, unblurred)

@@ -158,7 +158,7 @@ def test_a_point_is_visible_anywhere_within_the_grid_extent(point, visible):
 
 @pytest.mark.parametrize(
     "kwargs", [{"truncate": 0.0}, {"blur_sigma": -0.1}, {"soft_argmax_radius": 0}, {"spatial_dims": 4},
-               {"spatial_dims": 0}],
+               {"spatial_dims": 0}, {"blur_sigma": "sigmas"}, {"blur_sigma": float("nan")}],
 )  # fmt: skip
 def test_settings_out_of_range_are_refused(kwargs):
     with pytest.raises(ValueError):
@@ -277,3 +277,27 @@ def test_a_singular_hessian_takes_no_step_instead_of_failing():
     log_map[0, 1:4, 1:4] = torch.tensor([[0.0, -1.0, -4.0], [-1.0, 0.0, -1.0], [-4.0, -1.0, 0.0]])
     step = _newton_step(log_map, torch.tensor([[2, 2]]), (5, 5))
     assert step.tolist() == [[0.0, 0.0]]
+
+
+def test_a_blur_that_follows_sigma_blurs_each_channel_by_its_own_sigma():
+    """``blur_sigma="sigma"`` decodes channel k exactly as a codec with ``blur_sigma = sigma_k`` would, for every
+    channel of a batch, and follows a sigma changed after the codec was made."""
+    sigma = torch.tensor([1.5, 3.0, 4.0])
+    points = _random_points(2, 3, seed=3)
+    codec = GaussianHeatmapCodec(2, sigma=sigma, blur_sigma="sigma")
+    heatmaps, _ = codec.encode(points, SHAPES[2])
+    noisy = (heatmaps + 0.05 * torch.randn(2, *heatmaps.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    decoded, _ = codec.decode(noisy)  # (2, 3, 2)
+    for k, s in enumerate(sigma.tolist()):
+        expected, _ = GaussianHeatmapCodec(2, sigma=s, blur_sigma=s).decode(noisy[:, k : k + 1])
+        assert torch.equal(decoded[:, k : k + 1], expected)
+    assert not torch.equal(decoded, GaussianHeatmapCodec(2, blur_sigma=2.0).decode(noisy)[0])
+    codec.sigma = torch.tensor([4.0, 4.0, 4.0])
+    assert torch.equal(codec.decode(noisy)[0], GaussianHeatmapCodec(2, blur_sigma=4.0).decode(noisy)[0])
+
+
+def test_a_blur_that_follows_sigma_needs_one_sigma_per_channel():
+    codec = GaussianHeatmapCodec(2, sigma=[2.0, 3.0], blur_sigma="sigma")
+    with pytest.raises(ValueError, match="2 sigmas for heatmaps of 3 channels"):
+        codec.decode(torch.rand(3, 16, 16))
+    assert codec.decode(torch.rand(5, 2, 16, 16))[0].shape == (5, 2, 2)
