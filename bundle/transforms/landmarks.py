@@ -13,6 +13,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.transforms.traits import RandomizableTrait
 
 from ..codecs import GaussianHeatmapCodec
 from ..geometry import map_points, picture_spacing
@@ -83,9 +84,14 @@ class LandmarksToGridd(MapTransform):
         return d
 
 
-class GaussianHeatmapd(MapTransform):
+class GaussianHeatmapd(MapTransform, RandomizableTrait):
     """Heatmap target (K, *S) float32 from grid landmarks, on the reference image's grid and device, made by the
     heatmap codec (its sigma, its truncation): sub-pixel centre, peak 1, zero channel for a landmark outside the grid.
+
+    It carries MONAI's :class:`~monai.transforms.traits.RandomizableTrait`, the mark at which MONAI's caching datasets
+    (``CacheDataset``, ``PersistentDataset``, ...) stop caching: its output is not a fixed function of its input,
+    because the codec's sigma may change during training (:class:`bundle.handlers.AdaptiveSigmaHandler`), and a
+    cached target would keep the old sigma. It draws no random numbers.
 
     Args:
         keys: keys of (K, D) grid landmarks.
