@@ -14,7 +14,7 @@ row 996; world (83.5, 99.6) mm at 0.1 mm/px.
 The version is the bundle's (``configs/metadata.json``); the package keeps no second copy of it.
 """
 
-from . import transforms
+from . import sigma, transforms
 from .codecs import GaussianHeatmapCodec
 from .data import LandmarkCacheDataset, check_datalist, inference_list, load_datalist
 from .handlers import (

@@ -37,6 +37,8 @@ TARGETS = {
     "bundle/geometry.py": ["tests/test_geometry.py", "tests/transforms"],
     "bundle/handlers/finite.py": ["tests/handlers/test_finite.py"],
     "bundle/transforms/label_map.py": ["tests/transforms/test_label_map.py"],
+    "bundle/sigma/policies.py": ["tests/sigma"],
+    "bundle/handlers/adaptive_sigma.py": ["tests/handlers/test_adaptive_sigma.py"],
 }
 
 # (module, what the bug is, text to find, its replacement): bugs that once got past the suite

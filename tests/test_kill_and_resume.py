@@ -22,8 +22,8 @@ EPOCHS = 4
 SMALL = ["--grid_size", "[32,32]", "--network_def#features", "[8,16,32,64]", "--val_interval", "1"]
 
 
-def _command(data: Path, run: Path, *extra: str) -> list[str]:
-    configs = str([str(REPO_ROOT / "configs" / c) for c in ("train.json", "demo.json")])
+def _command(data: Path, run: Path, *extra: str, overlays: tuple[str, ...] = ()) -> list[str]:
+    configs = str([str(REPO_ROOT / "configs" / c) for c in ("train.json", "demo.json", *overlays)])
     return [
         sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", configs, "--dataset_dir", str(data),
         "--output_dir", str(run / "runs"), "--ckpt_dir", str(run / "models"), "--max_epochs", str(EPOCHS), *SMALL,
@@ -40,15 +40,25 @@ def _final_weights(run: Path) -> dict:
     return checkpoint["model"]
 
 
-def test_a_killed_training_resumes_and_ends_as_an_unbroken_one(tmp_path):
+@pytest.mark.parametrize("overlays", [(), ("adaptive_sigma.json",)], ids=["fixed_sigma", "adaptive_sigma"])
+def test_a_killed_training_resumes_and_ends_as_an_unbroken_one(tmp_path, overlays):
+    """With the adaptive-sigma overlay (a decision every epoch), the resumed run also takes the same sigma decisions:
+    the agent's weights, generator and windows are in the checkpoint, and rows the killed run logged after its last
+    checkpoint are not kept twice."""
     data = tmp_path / "data"
     write_demo_data(data, seed=1, counts={"training": 4, "validation": 2, "test": 2})
 
-    unbroken = subprocess.run(_command(data, tmp_path / "a"), capture_output=True, text=True, env=_env(), timeout=600)
+    unbroken = subprocess.run(
+        _command(data, tmp_path / "a", overlays=overlays), capture_output=True, text=True, env=_env(), timeout=600
+    )
     assert unbroken.returncode == 0, unbroken.stdout[-2000:] + unbroken.stderr[-2000:]
 
     killed = subprocess.Popen(
-        _command(data, tmp_path / "b"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env()
+        _command(data, tmp_path / "b", overlays=overlays),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
     )
     seen = []
     for line in killed.stdout:  # kill it as soon as epoch 2's checkpoint is written, in the middle of epoch 3
@@ -60,7 +70,11 @@ def test_a_killed_training_resumes_and_ends_as_an_unbroken_one(tmp_path):
     assert killed.returncode == -signal.SIGKILL, "".join(seen[-20:])
 
     resumed = subprocess.run(
-        _command(data, tmp_path / "b", "--resume", "true"), capture_output=True, text=True, env=_env(), timeout=600
+        _command(data, tmp_path / "b", "--resume", "true", overlays=overlays),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
     )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     started = [int(e) for e in re.findall(r"Epoch\[(\d+)\] Complete", resumed.stdout + resumed.stderr)]
@@ -73,3 +87,9 @@ def test_a_killed_training_resumes_and_ends_as_an_unbroken_one(tmp_path):
     best_a = torch.load(tmp_path / "a" / "models" / "model.pt", weights_only=True)
     best_b = torch.load(tmp_path / "b" / "models" / "model.pt", weights_only=True)
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+    if overlays:
+        history_a = (tmp_path / "a" / "runs" / "sigma_history.csv").read_text()
+        history_b = (tmp_path / "b" / "runs" / "sigma_history.csv").read_text()
+        assert history_a == history_b
+        assert len(history_a.splitlines()) == 1 + EPOCHS * 6  # a header, then 6 landmarks per epoch's decision
+        assert (tmp_path / "b" / "runs" / "sigma_history.png").is_file()

@@ -1,5 +1,6 @@
 """Ignite handlers of the bundle."""
 
+from .adaptive_sigma import AdaptiveSigmaHandler
 from .checkpoint import BestModelSaver, ResumeCheckpointSaver
 from .files import LandmarkFileSaver
 from .finite import NonFiniteGuard
@@ -10,6 +11,7 @@ from .table import LandmarkTableWriter
 from .validation import PeriodicValidationHandler
 
 __all__ = [
+    "AdaptiveSigmaHandler",
     "BestModelSaver",
     "LandmarkFileSaver",
     "LandmarkReportWriter",
