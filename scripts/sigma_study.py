@@ -1,0 +1,206 @@
+"""Fixed sigma vs the reinforcement-learning agent vs AdaLoss on ISBI 2015: train each arm, evaluate it on Test1 and
+Test2, compare per-image MRE with paired t-tests, and write the results as JSON and markdown.
+
+Protocol (each arm the same but for its sigma policy): fine-tune the shipped model (``configs/finetune.json``) for
+``--epochs`` epochs at a constant learning rate ``--learning_rate``, validating every ``--val_interval`` epochs on
+the validation split (images 131-150), which alone selects each arm's model; the test splits are evaluated once, at
+the end, against the mean of the two doctors. The arms:
+
+- ``fixed``: the configs as shipped (sigma 2 grid pixels for every landmark, no overlay);
+- ``rl``: ``configs/adaptive_sigma.json`` with the agent (``sigma_policy rl``), a decision every validation;
+- ``adaloss``: the same overlay with ``sigma_policy adaloss``, starting wider (``--adaloss_sigma``), as AdaLoss does.
+
+The adaptive arms are evaluated with the sigmas their selected model was trained with (``sigma.json``'s
+``best_sigma``), so that DARK's blur follows them.
+
+A run that completed (its resume checkpoint of the last epoch exists) is not run again, so the study resumes arm by
+arm. ``--pool`` compares finished studies of several seeds (per-image MRE averaged over the seeds). Usage::
+
+    python -m scripts.sigma_study --out runs/sigma_study --epochs 40 --val_interval 2 --seed 0
+    python -m scripts.sigma_study --out runs/sigma_study_seed1 --epochs 40 --val_interval 2 --seed 1 --arms fixed rl
+    python -m scripts.sigma_study --pool runs/sigma_study runs/sigma_study_seed1 --arms fixed rl
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from bundle.data import load_datalist
+from bundle.errors import run_main
+
+ARMS = ("fixed", "rl", "adaloss")
+SPLITS = ("test1", "test2")
+
+
+def train_command(arm: str, folder: Path, args: argparse.Namespace) -> list[str]:
+    configs = ["configs/train.json", "configs/finetune.json"] + (
+        [] if arm == "fixed" else ["configs/adaptive_sigma.json"]
+    )
+    command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", repr(configs)]
+    command += ["--ckpt_dir", str(folder / "models"), "--output_dir", str(folder / "runs")]
+    command += ["--datalist", args.datalist, "--max_epochs", str(args.epochs), "--val_interval", str(args.val_interval)]
+    command += ["--learning_rate", str(args.learning_rate), "--max_learning_rate", str(args.learning_rate)]
+    command += ["--seed", str(args.seed)]
+    if arm != "fixed":
+        command += ["--sigma_policy", arm]
+    if arm == "adaloss":
+        command += ["--sigma", str(args.adaloss_sigma)]
+    return command
+
+
+def evaluate_command(arm: str, folder: Path, args: argparse.Namespace) -> list[str]:
+    configs = ["configs/train.json", "configs/evaluate.json"]
+    command = [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", repr(configs)]
+    command += ["--ckpt_dir", str(folder / "models"), "--output_dir", str(folder / "test"), "--overwrite", "true"]
+    command += ["--datalist", args.datalist, "--eval_split", "test"]
+    if arm != "fixed":
+        sigma = json.loads((folder / "runs" / "sigma.json").read_text())["best_sigma"]
+        command += ["--sigma", json.dumps(sigma), "--heatmap_codec#blur_sigma", "sigma"]
+    return command
+
+
+def run(command: list[str], log: Path) -> None:
+    print(" ".join(command), flush=True)
+    with open(log, "w") as f:
+        subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, check=True)
+
+
+def split_stems(datalist: str, split: str) -> list[str]:
+    return [Path(e["image"]).stem for e in load_datalist(datalist, split)]
+
+
+def landmark_errors(errors_csv: Path, stems: list[str]) -> np.ndarray:
+    """(N, K) errors of the given images, in their order."""
+    with open(errors_csv, newline="") as f:
+        rows = {Path(r["image"]).stem: r for r in csv.DictReader(f)}
+    return np.array(
+        [[float(v) if v else math.nan for k, v in rows[s].items() if k != "image"] for s in stems], dtype=np.float64
+    )
+
+
+def summarise(errors: np.ndarray, radii=(2.0, 2.5, 3.0, 4.0)) -> dict:
+    valid = errors[~np.isnan(errors)]
+    return {
+        "mre": float(valid.mean()),
+        "sd": float(valid.std(ddof=1)),
+        **{f"sdr_{r:g}mm": float((valid <= r).mean() * 100) for r in radii},
+    }
+
+
+def compare(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    results: dict = {"protocol": vars(args), "arms": {}, "tests": {}}
+    per_image: dict = {}
+    for arm in args.arms:
+        errors_csv = out / arm / "test" / "landmark_errors.csv"
+        arm_result = {}
+        for split in SPLITS:
+            stems = split_stems(args.datalist, split)
+            arm_result[split] = summarise(landmark_errors(errors_csv, stems))
+            per_image[(arm, split)] = np.nanmean(landmark_errors(errors_csv, stems), axis=1)
+        history = out / arm / "runs" / "sigma.json"
+        if history.exists():
+            arm_result["sigma"] = json.loads(history.read_text())
+        results["arms"][arm] = arm_result
+    for arm in args.arms:
+        if arm == "fixed" or "fixed" not in args.arms:
+            continue
+        for split in SPLITS:
+            a, b = per_image[(arm, split)], per_image[("fixed", split)]
+            t = stats.ttest_rel(a, b)
+            results["tests"][f"{arm}_vs_fixed_{split}"] = {
+                "mean_difference_mm": float((a - b).mean()),
+                "t": float(t.statistic),
+                "p": float(t.pvalue),
+                "images": int(len(a)),
+            }
+    return results
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "| arm | split | MRE ± SD (mm) | SDR 2 mm | SDR 2.5 mm | SDR 3 mm | SDR 4 mm |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, result in results["arms"].items():
+        for split in SPLITS:
+            r = result[split]
+            lines.append(
+                f"| {arm} | {split} | {r['mre']:.3f} ± {r['sd']:.2f} | {r['sdr_2mm']:.2f} % | {r['sdr_2.5mm']:.2f} % "
+                f"| {r['sdr_3mm']:.2f} % | {r['sdr_4mm']:.2f} % |"
+            )
+    lines += ["", "| comparison | mean per-image MRE difference (mm) | t | p (paired, two-sided) | images |"]
+    lines.append("|---|---|---|---|---|")
+    for name, t in results["tests"].items():
+        lines.append(f"| {name} | {t['mean_difference_mm']:+.4f} | {t['t']:.3f} | {t['p']:.4f} | {t['images']} |")
+    return "\n".join(lines) + "\n"
+
+
+def pool(folders: list[str], arms: list[str], datalist: str) -> str:
+    """Markdown: per arm and split, the MRE of each image averaged over the seeds' runs (one study folder per seed),
+    and paired t-tests of those per-image means against the fixed arm."""
+    lines = ["| arm | split | seeds | MRE (mm), per-image mean over seeds | vs fixed: mean difference (mm) | t | p |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for split in SPLITS:
+        stems = split_stems(datalist, split)
+        means = {
+            arm: np.mean(
+                [
+                    np.nanmean(landmark_errors(Path(f) / arm / "test" / "landmark_errors.csv", stems), 1)
+                    for f in folders
+                ],
+                axis=0,
+            )
+            for arm in arms
+        }
+        for arm in arms:
+            row = f"| {arm} | {split} | {len(folders)} | {means[arm].mean():.3f} |"
+            if arm != "fixed" and "fixed" in means:
+                t = stats.ttest_rel(means[arm], means["fixed"])
+                row += f" {(means[arm] - means['fixed']).mean():+.4f} | {t.statistic:.3f} | {t.pvalue:.4f} |"
+            else:
+                row += " | | |"
+            lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/sigma_study")
+    parser.add_argument("--datalist", default="data/isbi2015/datalist.json")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--val_interval", type=int, default=2)
+    parser.add_argument("--learning_rate", type=float, default=1e-4)
+    parser.add_argument("--adaloss_sigma", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool", nargs="+", help="study folders of finished runs, one per seed: compare them pooled")
+    args = parser.parse_args(argv)
+    if args.pool:
+        print(pool(args.pool, args.arms, args.datalist))
+        return
+    out = Path(args.out)
+    for arm in args.arms:
+        folder = out / arm
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "runs" / "checkpoints" / f"resume_checkpoint_epoch={args.epochs}.pt").exists():
+            run(train_command(arm, folder, args), folder / "train.log")
+        if not (folder / "test" / "landmark_errors.csv").exists():
+            run(evaluate_command(arm, folder, args), folder / "evaluate.log")
+    results = compare(args)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    run_main(main)
