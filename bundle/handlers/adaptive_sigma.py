@@ -48,6 +48,9 @@ class AdaptiveSigmaHandler:
     ``state_dict`` holds the sigmas, the policy (weights, baseline, generator, frozen landmarks) and the windows.
     Rows of the CSV after the restored epoch (written by the interrupted run after its last checkpoint) are dropped.
 
+    One process only: under ``torchrun`` with several processes it refuses to attach (each rank would decide on its
+    own shard of the data).
+
     Args:
         codec: the heatmap codec of the training targets.
         policy: a :mod:`bundle.sigma.policies` policy with ``num_landmarks`` = K.
@@ -112,6 +115,13 @@ class AdaptiveSigmaHandler:
 
     # ------------------------------------------------------------------ wiring
     def attach(self, engine: Engine) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_world_size() > 1:
+                raise ValueError(
+                    "AdaptiveSigmaHandler does not support several processes yet (each would decide on its own shard "
+                    "of the data, and the ranks' targets would differ): train with configs/adaptive_sigma.json on one "
+                    "process."
+                )
         self._trainer = engine
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_loss)

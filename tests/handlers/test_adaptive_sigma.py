@@ -180,3 +180,11 @@ def test_an_unknown_policy_name_is_refused():
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps the error of a component it instantiates
         parser.get_parsed_content("adaptive_sigma")
     assert "sigma_policy must be one of ['adaloss', 'fixed', 'rl'], got 'agent'" in str(raised.value.__cause__)
+
+
+def test_several_processes_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    handler = AdaptiveSigmaHandler(GaussianHeatmapCodec(2), widening_agent(), CentralLoss(), Engine(lambda e, b: None))
+    with pytest.raises(ValueError, match="several processes"):
+        handler.attach(Engine(lambda e, b: None))
