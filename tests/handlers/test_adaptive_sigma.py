@@ -182,9 +182,53 @@ def test_an_unknown_policy_name_is_refused():
     assert "sigma_policy must be one of ['adaloss', 'fixed', 'rl'], got 'agent'" in str(raised.value.__cause__)
 
 
-def test_several_processes_are_refused(monkeypatch):
+def test_several_processes_are_refused_and_one_is_not(monkeypatch):
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     handler = AdaptiveSigmaHandler(GaussianHeatmapCodec(2), widening_agent(), CentralLoss(), Engine(lambda e, b: None))
     with pytest.raises(ValueError, match="several processes"):
         handler.attach(Engine(lambda e, b: None))
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 1)
+    handler.attach(Engine(lambda e, b: None))
+
+
+class SpyPolicy(FixedSigma):
+    """The fixed policy, keeping what it was shown."""
+
+    def __init__(self, num_landmarks: int):
+        super().__init__(num_landmarks)
+        self.observations = []
+
+    def step(self, sigma, observation):
+        self.observations.append(observation)
+        return super().step(sigma, observation)
+
+
+def test_the_policy_sees_the_loss_mean_and_variance_of_the_window_and_the_progress(tmp_path):
+    """Per-landmark training loss: mean and sample variance over the window's images; progress = epoch / max_epochs;
+    a validation before the first epoch decides nothing; a new run starts the history anew."""
+    (tmp_path / "sigma_history.csv").write_text(",".join(AdaptiveSigmaHandler.columns) + "\n1,0,0,2,2,keep,,1,1,0,0\n")
+    codec = GaussianHeatmapCodec(2, sigma=2.0)
+    label, _ = codec.encode(torch.tensor([[2.0, 3.0], [5.0, 4.5]]), (8, 8))
+    scales = iter([1.0, 2.0, 0.5, 3.0, 1.5, 2.5, 1.0, 1.0])
+
+    def train_step(engine, batch):
+        return [{"pred": PRED[0] * next(scales), "label": label}]
+
+    validator = Engine(lambda e, b: None)
+    validator.add_event_handler(
+        Events.STARTED, lambda e: setattr(e.state, "metric_details", {"val_mre": torch.ones(1, K)})
+    )
+    trainer = Engine(train_step)
+    trainer.add_event_handler(Events.STARTED, lambda e: validator.run([0]))  # as exec_at_start would
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: validator.run([0]))
+    policy = SpyPolicy(K)
+    AdaptiveSigmaHandler(codec, policy, CentralLoss(), validator, interval=2, log_dir=str(tmp_path)).attach(trainer)
+    trainer.run([0, 1], max_epochs=4)
+
+    assert [o.progress for o in policy.observations] == [0.5, 1.0]
+    losses = torch.stack([CentralLoss(reduction="none")(PRED * s, label[None]).mean((0, 2, 3)) for s in
+                          (1.0, 2.0, 0.5, 3.0)]).double()  # fmt: skip
+    assert torch.allclose(policy.observations[0].train_loss, losses.mean(0), rtol=1e-5)
+    assert torch.allclose(policy.observations[0].train_loss_var, losses.var(0), rtol=1e-4)
+    assert [r["epoch"] for r in read_rows(tmp_path / "sigma_history.csv")] == ["2", "2", "4", "4"]

@@ -212,3 +212,44 @@ def test_select_policy_names_the_choices():
     with pytest.raises(ValueError, match=r"\['fixed', 'rl'\]"):
         select_policy(policies, "agent")
     assert ACTIONS == ("narrow", "keep", "widen")
+
+
+def test_the_state_features_known_values():
+    agent = SigmaAgent(3, sigma_min=0.5, sigma_max=8.0)
+    agent.last_error = torch.tensor([2.0, 1.0, float("nan")], dtype=torch.float64)
+    agent.last_loss = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    agent.last_changed = torch.tensor([True, True, False])
+    agent.last_action = torch.tensor([ACTIONS.index("widen"), ACTIONS.index("narrow"), ACTIONS.index("keep")])
+    sigma = torch.tensor([0.5, 2.0, 8.0], dtype=torch.float64)
+    error = torch.tensor([1.0, 3.0, 1.0], dtype=torch.float64)
+    loss = torch.tensor([0.5, 1.5, 1.0], dtype=torch.float64)
+    state = agent._state(sigma, error, loss, 0.25)
+    expected = torch.tensor(
+        [
+            # bias, log-sigma in [-1, 1], error change, loss change, progress, direction x error change
+            [1.0, -1.0, 0.5, 0.5, 0.25, 0.5],  # widened, and the error halved: go on
+            [1.0, 0.0, -1.0, -0.5, 0.25, 1.0],  # narrowed, and the error tripled (clipped to -1): go back
+            [1.0, 1.0, 0.0, 0.0, 0.25, 0.0],  # no earlier error: no change
+        ],
+        dtype=torch.float64,
+    )
+    assert torch.allclose(state, expected)
+
+
+def test_narrowing_is_judged_and_named_like_widening():
+    agent = SigmaAgent(1, learning_rate=0.0, exploration=0.0, patience=5)
+    agent.weights[ACTIONS.index("narrow"), 0] = 50.0
+    first = agent.step(torch.tensor([4.0]), observe(2.0))
+    second = agent.step(first.sigma, observe(1.0))
+    assert first.actions == second.actions == ["narrow"]
+    assert first.sigma.item() == pytest.approx(3.2) and second.rewards[0].item() == pytest.approx(0.5)
+
+
+def test_adaloss_keeps_a_sigma_whose_loss_variance_did_not_fall_and_refuses_a_factor_of_one():
+    policy = AdaLossSigma(1, factor=2.0)
+    error = torch.ones(1)
+    policy.step(torch.tensor([4.0]), SigmaObservation(error, error, torch.tensor([1.0]), 0.1))
+    same = policy.step(torch.tensor([4.0]), SigmaObservation(error, error, torch.tensor([1.0]), 0.2))
+    assert same.actions == ["keep"] and same.sigma.item() == 4.0
+    with pytest.raises(ValueError):
+        AdaLossSigma(1, factor=1.0)
