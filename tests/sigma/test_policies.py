@@ -217,7 +217,7 @@ def test_select_policy_names_the_choices():
 def test_the_state_features_known_values():
     agent = SigmaAgent(3, sigma_min=0.5, sigma_max=8.0)
     agent.last_error = torch.tensor([2.0, 1.0, float("nan")], dtype=torch.float64)
-    agent.last_loss = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    agent.last_loss = torch.tensor([2.0, 1.0, float("nan")], dtype=torch.float64)
     agent.last_changed = torch.tensor([True, True, False])
     agent.last_action = torch.tensor([ACTIONS.index("widen"), ACTIONS.index("narrow"), ACTIONS.index("keep")])
     sigma = torch.tensor([0.5, 2.0, 8.0], dtype=torch.float64)
@@ -227,9 +227,9 @@ def test_the_state_features_known_values():
     expected = torch.tensor(
         [
             # bias, log-sigma in [-1, 1], error change, loss change, progress, direction x error change
-            [1.0, -1.0, 0.5, 0.5, 0.25, 0.5],  # widened, and the error halved: go on
+            [1.0, -1.0, 0.5, 0.75, 0.25, 0.5],  # widened, and the error halved: go on
             [1.0, 0.0, -1.0, -0.5, 0.25, 1.0],  # narrowed, and the error tripled (clipped to -1): go back
-            [1.0, 1.0, 0.0, 0.0, 0.25, 0.0],  # no earlier error: no change
+            [1.0, 1.0, 0.0, 0.0, 0.25, 0.0],  # no earlier error or loss: no change
         ],
         dtype=torch.float64,
     )
