@@ -301,3 +301,10 @@ def test_a_blur_that_follows_sigma_needs_one_sigma_per_channel():
     with pytest.raises(ValueError, match="2 sigmas for heatmaps of 3 channels"):
         codec.decode(torch.rand(3, 16, 16))
     assert codec.decode(torch.rand(5, 2, 16, 16))[0].shape == (5, 2, 2)
+
+
+def test_a_blur_that_follows_one_sigma_for_all_channels():
+    heatmaps, _ = GaussianHeatmapCodec(2, sigma=3.0).encode(_random_points(2, 4, seed=5), SHAPES[2])
+    noisy = (heatmaps + 0.05 * torch.randn(heatmaps.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    following = GaussianHeatmapCodec(2, sigma=3.0, blur_sigma="sigma").decode(noisy)[0]
+    assert torch.equal(following, GaussianHeatmapCodec(2, sigma=3.0, blur_sigma=3.0).decode(noisy)[0])
