@@ -19,6 +19,7 @@ arm. ``--pool`` compares finished studies of several seeds (per-image MRE averag
     python -m scripts.sigma_study --out runs/sigma_study --epochs 40 --val_interval 2 --seed 0
     python -m scripts.sigma_study --out runs/sigma_study_seed1 --epochs 40 --val_interval 2 --seed 1 --arms fixed rl
     python -m scripts.sigma_study --pool runs/sigma_study runs/sigma_study_seed1 --arms fixed rl
+    python -m scripts.sigma_study --trajectory runs/sigma_study/rl/runs/sigma_history.csv
 """
 
 from __future__ import annotations
@@ -173,6 +174,24 @@ def pool(folders: list[str], arms: list[str], datalist: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def trajectory(history_csv: str, every: int = 4) -> str:
+    """Markdown: each landmark's sigma (grid pixels) at the start and after every ``every``-th decision epoch, from a
+    run's ``sigma_history.csv``, with the epoch it froze at (``-``: never)."""
+    with open(history_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    epochs = sorted({int(r["epoch"]) for r in rows})
+    shown = [e for i, e in enumerate(epochs, 1) if i % every == 0 or e == epochs[-1]]
+    lines = ["| landmark | start | " + " | ".join(f"epoch {e}" for e in shown) + " | frozen at |"]
+    lines.append("|---" * (len(shown) + 3) + "|")
+    for name in dict.fromkeys(r["name"] for r in rows):
+        mine = {int(r["epoch"]): r for r in rows if r["name"] == name}
+        frozen = next((str(e) for e in sorted(mine) if mine[e]["frozen"] == "1"), "-")
+        start = float(mine[min(mine)]["sigma_before"])
+        values = " | ".join(f"{float(mine[e]['sigma_after']):.2f}" for e in shown)
+        lines.append(f"| {name} | {start:.2f} | {values} | {frozen} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/sigma_study")
@@ -184,7 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adaloss_sigma", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pool", nargs="+", help="study folders of finished runs, one per seed: compare them pooled")
+    parser.add_argument("--trajectory", help="a run's sigma_history.csv: print each landmark's sigma over the epochs")
     args = parser.parse_args(argv)
+    if args.trajectory:
+        print(trajectory(args.trajectory))
+        return
     if args.pool:
         print(pool(args.pool, args.arms, args.datalist))
         return

@@ -79,3 +79,14 @@ def test_adaptive_arms_are_evaluated_with_the_sigmas_their_model_was_trained_wit
     assert json.loads(command[command.index("--sigma") + 1]) == [2.5, 1.6]
     assert command[command.index("--heatmap_codec#blur_sigma") + 1] == "sigma"
     assert "--sigma" not in sigma_study.evaluate_command("fixed", tmp_path / "fixed", _args("d.json", str(tmp_path)))
+
+
+def test_the_trajectory_table_shows_sigma_over_the_epochs_and_the_freeze(tmp_path):
+    history = tmp_path / "sigma_history.csv"
+    rows = ["epoch,landmark,name,sigma_before,sigma_after,action,reward,val_error_mm,train_loss,train_loss_var,frozen"]
+    for epoch, (a, b, frozen) in zip((2, 4, 6, 8), [(2.0, 2.5, 0), (2.5, 3.0, 0), (3.0, 2.5, 1), (2.5, 2.5, 1)]):
+        rows.append(f"{epoch},0,sella,{a},{b},widen,,1,1,0,{frozen}")
+    history.write_text("\n".join(rows) + "\n")
+    table = sigma_study.trajectory(str(history), every=2)
+    assert "| landmark | start | epoch 4 | epoch 8 | frozen at |" in table
+    assert "| sella | 2.00 | 3.00 | 2.50 | 6 |" in table
