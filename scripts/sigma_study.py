@@ -33,10 +33,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import stats
 
 from bundle.data import load_datalist
 from bundle.errors import run_main
+from bundle.metrics import summarise_errors
 
 ARMS = ("fixed", "rl", "adaloss")
 SPLITS = ("test1", "test2")
@@ -89,12 +91,9 @@ def landmark_errors(errors_csv: Path, stems: list[str]) -> np.ndarray:
 
 
 def summarise(errors: np.ndarray, radii=(2.0, 2.5, 3.0, 4.0)) -> dict:
-    valid = errors[~np.isnan(errors)]
-    return {
-        "mre": float(valid.mean()),
-        "sd": float(valid.std(ddof=1)),
-        **{f"sdr_{r:g}mm": float((valid <= r).mean() * 100) for r in radii},
-    }
+    """MRE, SD and SDR (%) of (N, K) errors, by the bundle's own summary (:func:`bundle.metrics.summarise_errors`)."""
+    summary = summarise_errors(torch.from_numpy(errors), [str(k) for k in range(errors.shape[1])], radii)
+    return {"mre": summary["mre"], "sd": summary["sd"], **{f"sdr_{r}mm": v for r, v in summary["sdr"].items()}}
 
 
 def compare(args: argparse.Namespace) -> dict:
@@ -105,9 +104,9 @@ def compare(args: argparse.Namespace) -> dict:
         errors_csv = out / arm / "test" / "landmark_errors.csv"
         arm_result = {}
         for split in SPLITS:
-            stems = split_stems(args.datalist, split)
-            arm_result[split] = summarise(landmark_errors(errors_csv, stems))
-            per_image[(arm, split)] = np.nanmean(landmark_errors(errors_csv, stems), axis=1)
+            errors = landmark_errors(errors_csv, split_stems(args.datalist, split))
+            arm_result[split] = summarise(errors)
+            per_image[(arm, split)] = np.nanmean(errors, axis=1)
         history = out / arm / "runs" / "sigma.json"
         if history.exists():
             arm_result["sigma"] = json.loads(history.read_text())

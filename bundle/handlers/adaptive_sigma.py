@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import logging
 import math
 from pathlib import Path
@@ -254,8 +255,6 @@ class AdaptiveSigmaHandler:
         return self._writer
 
     def _write_json(self) -> None:
-        import json
-
         record = {
             "landmark_names": self.names,
             "sigma": [round(s, 6) for s in self.sigma.tolist()],
