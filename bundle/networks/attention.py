@@ -8,10 +8,12 @@ from monai.networks.blocks import ChannelSELayer
 from monai.networks.layers.factories import Conv
 
 from .coor_transformer import CoorTransformerBlock
+from .deformable_attention import DeformableAttentionBlock
+from .window_attention import ShiftedWindowBlock
 
 __all__ = ["ATTENTION_KINDS", "make_attention_block", "ChannelSpatialAttention"]
 
-ATTENTION_KINDS = ("coor", "vanilla", "none")
+ATTENTION_KINDS = ("coor", "vanilla", "swin", "deformable", "none")
 
 
 def make_attention_block(
@@ -22,12 +24,17 @@ def make_attention_block(
     kv_stride: int = 1,
     offset_range: float = 2.0,
     mlp_ratio: float = 4.0,
+    window_size: int = 7,
 ) -> nn.Module:
     """The transformer block of one decoder stage, by name: the switch of the paper's Table IV.
 
-    ``"coor"``: :class:`CoorTransformerBlock`; ``"vanilla"``: the same block with Q, K, V from the features (plain
-    self-attention); ``"none"``: identity (the U-Net baseline). A new kind (window, deformable attention) is one more
-    branch here taking the same arguments; the detector does not change.
+    - ``"coor"``: :class:`CoorTransformerBlock`;
+    - ``"vanilla"``: the same block with Q, K, V from the features (plain self-attention, keys and values pooled by
+      ``kv_stride``);
+    - ``"swin"``: :class:`ShiftedWindowBlock`, a window and a shifted-window layer of ``window_size`` pixels
+      (``kv_stride`` and ``offset_range`` unused: windows bound the cost);
+    - ``"deformable"``: :class:`DeformableAttentionBlock` with ``kv_stride`` as its reference-grid stride;
+    - ``"none"``: identity (the U-Net baseline).
     """
     if kind == "none":
         return nn.Identity()
@@ -40,6 +47,12 @@ def make_attention_block(
             offset_range=offset_range,
             mlp_ratio=mlp_ratio,
             use_coordinates=kind == "coor",
+        )
+    if kind == "swin":
+        return ShiftedWindowBlock(spatial_dims, channels, num_heads, window_size=window_size, mlp_ratio=mlp_ratio)
+    if kind == "deformable":
+        return DeformableAttentionBlock(
+            spatial_dims, channels, num_heads, stride=kv_stride, offset_range=offset_range, mlp_ratio=mlp_ratio
         )
     raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}.")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -32,7 +32,7 @@ class CoorTransformerBlock(nn.Module):
     - ``x = x + proj(attention)``; ``x = x + MLP(LayerNorm(x))`` with expansion ``mlp_ratio``.
 
     ``use_coordinates=False`` gives plain (vanilla) self-attention with Q, K, V all from ``n``: the baseline of the
-    paper's Table IV, with everything else identical.
+    paper's Table IV, with everything else identical and no offset network (so no parameter goes without a gradient).
 
     Scriptable with ``torch.jit.script``.
 
@@ -53,6 +53,8 @@ class CoorTransformerBlock(nn.Module):
         >>> block(torch.randn(1, 64, 32, 26)).shape
         torch.Size([1, 64, 32, 26])
     """
+
+    offset_net: Optional[nn.Module]
 
     def __init__(
         self,
@@ -80,13 +82,16 @@ class CoorTransformerBlock(nn.Module):
 
         conv = Conv[Conv.CONV, spatial_dims]
         self.norm1 = nn.LayerNorm(channels)
-        self.offset_net = nn.Sequential(
-            conv(channels, channels, kernel_size=3, padding=1, groups=channels),
-            nn.GELU(),
-            conv(channels, spatial_dims, kernel_size=1),
-        )
-        nn.init.zeros_(self.offset_net[2].weight)
-        nn.init.zeros_(self.offset_net[2].bias)
+        # vanilla builds no offset network: a parameter without a gradient stops DistributedDataParallel
+        self.offset_net = None
+        if use_coordinates:
+            self.offset_net = nn.Sequential(
+                conv(channels, channels, kernel_size=3, padding=1, groups=channels),
+                nn.GELU(),
+                conv(channels, spatial_dims, kernel_size=1),
+            )
+            nn.init.zeros_(self.offset_net[2].weight)
+            nn.init.zeros_(self.offset_net[2].bias)
         self.q = nn.Linear(channels, channels)
         self.k = nn.Linear(channels, channels)
         self.v = nn.Linear(channels, channels)
@@ -103,10 +108,14 @@ class CoorTransformerBlock(nn.Module):
         return torch.stack(mesh[::-1], dim=-1).unsqueeze(0)
 
     def sample_coordinates(self, n: torch.Tensor) -> torch.Tensor:
-        """Coordinate-indexed features x^p (B, C, *S): ``n`` sampled at the reference grid plus learnt offsets."""
+        """Coordinate-indexed features x^p (B, C, *S): ``n`` sampled at the reference grid plus learnt offsets (``n``
+        itself for vanilla attention)."""
         spatial: List[int] = list(n.shape[2:])
+        offset_net = self.offset_net
+        if offset_net is None:
+            return n
         # offsets in pixels, (B, D, *S) in array-axis order; grid_sample wants normalised units, last axis first
-        offsets = torch.tanh(self.offset_net(n)) * self.offset_range
+        offsets = torch.tanh(offset_net(n)) * self.offset_range
         scale = torch.tensor([2.0 / max(s - 1, 1) for s in spatial], device=n.device, dtype=n.dtype)
         offsets = offsets.movedim(1, -1) * scale
         grid = self.reference_grid(spatial, n) + offsets.flip(-1)
@@ -137,7 +146,7 @@ class CoorTransformerBlock(nn.Module):
                     + str(self.kv_stride)
                 )
         n = self.norm1(x.movedim(1, -1)).movedim(-1, 1)
-        source = self.sample_coordinates(n) if self.use_coordinates else n
+        source = self.sample_coordinates(n)
         q = self.q(self._tokens(source))
         k = self.k(self._tokens(self.pool(source)))
         v = self.v(self._tokens(self.pool(n)))

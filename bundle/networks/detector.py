@@ -72,13 +72,14 @@ class CoorTransformerDetector(nn.Module):
         in_channels: image channels.
         out_channels: K, the number of landmarks.
         features: channels per level, full resolution first; ``len(features) - 1`` down-samplings (the depth).
-        attention: decoder transformer kind: ``"coor"`` (default), ``"vanilla"`` or ``"none"``
-            (see :func:`bundle.networks.attention.make_attention_block`).
+        attention: decoder transformer kind: ``"coor"`` (default), ``"vanilla"``, ``"swin"``, ``"deformable"`` or
+            ``"none"`` (see :func:`bundle.networks.attention.make_attention_block`).
         num_heads: heads per decoder stage, deepest first (the paper's 8, 4, 2, 1).
         kv_strides: key/value pooling stride per decoder stage, deepest first; stage s's must divide 2^s. The default
             (1, 2, 4, 8) puts every stage's keys and values on the deepest grid (832 keys for a 512x416 input).
         offset_range: CoorTransformer offset bound in pixels of each stage.
         mlp_ratio: transformer MLP expansion.
+        window_size: window edge in pixels of each stage, for ``attention="swin"`` only.
         act: activation of the conv blocks, as MONAI's :class:`Convolution` takes it (a name, or a name and its
             arguments: ``("leakyrelu", {"negative_slope": 0.1})``); the paper's ReLU by default.
         norm: normalisation of the conv blocks, likewise (``"batch"``, ``"instance"``, ``("group", {"num_groups":
@@ -110,6 +111,7 @@ class CoorTransformerDetector(nn.Module):
         kv_strides: Sequence[int] = (1, 2, 4, 8),
         offset_range: float = 2.0,
         mlp_ratio: float = 4.0,
+        window_size: int = 7,
         act: str | tuple = "RELU",
         norm: str | tuple = "BATCH",
         dropout: float | None = None,
@@ -137,7 +139,14 @@ class CoorTransformerDetector(nn.Module):
         for s in range(depth):
             level = depth - s  # resolution level of the stage's input
             block = make_attention_block(
-                attention, spatial_dims, features[level], int(num_heads[s]), int(kv_strides[s]), offset_range, mlp_ratio
+                attention,
+                spatial_dims,
+                features[level],
+                int(num_heads[s]),
+                int(kv_strides[s]),
+                offset_range,
+                mlp_ratio,
+                window_size,
             )
             stages.append(DecoderStage(spatial_dims, features[level], features[level - 1], block, act, norm, dropout))
         self.decoder = nn.ModuleList(stages)

@@ -51,9 +51,14 @@ def test_gradients_reach_the_offset_network():
     for parameter in block.offset_net.parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
     assert block.offset_net[2].weight.grad.abs().max() > 0
+
+
+def test_vanilla_attention_has_no_coordinate_module_and_every_parameter_learns():
     vanilla = CoorTransformerBlock(2, 16, num_heads=2, use_coordinates=False)
+    assert vanilla.offset_net is None  # an unused parameter would stop DistributedDataParallel
     vanilla(torch.randn(2, 16, 8, 8)).square().mean().backward()
-    assert vanilla.offset_net[2].weight.grad is None  # vanilla attention does not use the coordinate module
+    assert all(p.grad is not None for p in vanilla.parameters())
+    torch.jit.script(vanilla)
 
 
 @pytest.mark.parametrize("shape", [(2, 16, 8, 6), (1, 8, 4, 6, 4)])
