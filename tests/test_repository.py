@@ -9,8 +9,10 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".mha", ".mhd", ".nii", ".nii.gz", ".dcm")
-# the only tracked images: the synthetic demo set and the AFIDs template derivative (notice beside it)
+# the only tracked images: the synthetic demo set, the AFIDs template derivative (notice beside it), and plots of
+# numbers (docs/figures/, written by matplotlib from measured errors: never a picture of the data)
 IMAGE_FOLDERS = ("data/demo/", "data/afids/")
+PLOT_FOLDER = "docs/figures/"
 MAX_FILE_BYTES = 25 * 1024 * 1024  # the MONAI model zoo's limit per file
 
 
@@ -24,7 +26,18 @@ def test_tracked_images_are_only_the_synthetic_demo_and_the_afids_template():
     tracked = _git("ls-files").splitlines()
     images = [p for p in tracked if p.lower().endswith(IMAGE_SUFFIXES)]
     assert images, "the demo images should be tracked"
-    assert [p for p in images if not p.startswith(IMAGE_FOLDERS)] == []
+    assert [p for p in images if not p.startswith(IMAGE_FOLDERS + (PLOT_FOLDER,))] == []
+
+
+def test_figures_in_the_docs_are_matplotlib_plots():
+    """A file under docs/figures must be a PNG that matplotlib wrote (its Software tag), so an image of the research
+    data, or a crop or overlay of one, cannot hide there."""
+    from PIL import Image
+
+    for path in _git("ls-files", PLOT_FOLDER).splitlines():
+        assert path.endswith(".png"), path
+        with Image.open(REPO_ROOT / path) as plot:
+            assert plot.format == "PNG" and plot.info.get("Software", "").startswith("Matplotlib"), path
 
 
 def test_research_data_and_trained_weights_are_ignored_but_the_shipped_model_is_not():
