@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 import torch
 import torch.nn as nn
@@ -53,8 +53,6 @@ class CoorTransformerBlock(nn.Module):
         >>> block(torch.randn(1, 64, 32, 26)).shape
         torch.Size([1, 64, 32, 26])
     """
-
-    offset_net: Optional[nn.Module]
 
     def __init__(
         self,
