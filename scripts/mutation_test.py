@@ -32,6 +32,8 @@ TARGETS = {
     "bundle/networks/coor_transformer.py": ["tests/networks"],
     "bundle/networks/detector.py": ["tests/networks"],
     "bundle/networks/attention.py": ["tests/networks"],
+    "bundle/networks/window_attention.py": ["tests/networks/test_attention_baselines.py"],
+    "bundle/networks/deformable_attention.py": ["tests/networks/test_attention_baselines.py"],
     "bundle/codecs/heatmap.py": ["tests/codecs", "tests/transforms"],
     "bundle/metrics/radial_error.py": ["tests/metrics", "tests/handlers"],
     "bundle/geometry.py": ["tests/test_geometry.py", "tests/transforms"],
