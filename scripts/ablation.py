@@ -32,6 +32,7 @@ import math
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,14 @@ tables below state each claim, not the paper's figures.
   *refuted* when another row is lower than it on a split with p < 0.05; *inconclusive* otherwise. For Fig. 9 the
   measure is each run's mean validation MRE over its validations (the area under its curve): *confirmed* when
   CoorTransformer's is the lowest at every seed, *refuted* when another kind's is lower at every seed.
+- `train (s)`: wall time of a run's training on the 2-core machine, start-up included. Some runs shared the machine
+  with other jobs (the test suite), so compare times only roughly.
 - The paper's protocol (416 x 512, hundreds of epochs) needs a GPU: `docs/gpu.md`.
+
+How to read the verdicts: they hold *at this scale*. A 30-epoch run on a 2.4 mm grid measures how far each variant
+gets in a short, fixed budget; a row that starts slowly (more parameters, attention that must learn where to look)
+can lose here and still win when trained to convergence at the paper's size. A refuted claim means the claim does not
+hold in this budget, not that the paper's numbers are wrong.
 
 ## Results
 """
@@ -504,7 +512,8 @@ def box_plot(runs: dict[str, list[Run]], names: list[str], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for axis, split in zip(axes, SPLITS):
         axis.boxplot([seed_mean(runs[n], split) for n in names], showfliers=True)
-        axis.set_xticks(range(1, len(names) + 1), [EXPERIMENTS[n].label.split(", ")[-1] for n in names])
+        labels = [textwrap.fill(EXPERIMENTS[n].label.split(", ")[-1], 14) for n in names]
+        axis.set_xticks(range(1, len(names) + 1), labels)
         axis.set_title(f"{split}: per-image MRE, mean over seeds")
         axis.set_ylabel("mm")
     figure.tight_layout()
