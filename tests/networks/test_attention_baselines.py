@@ -113,6 +113,12 @@ def test_baseline_blocks_shapes_gradients_and_torchscript(make, shape):
         assert block.offset_net[2].weight.grad.abs().max() > 0  # the offsets learn
 
 
+def test_the_swin_pair_is_a_window_layer_then_a_shifted_one():
+    block = ShiftedWindowBlock(2, 8, num_heads=2, window_size=6)
+    assert [layer.shift for layer in block.layers] == [0, 3]
+    assert [layer.window_size for layer in block.layers] == [6, 6]
+
+
 def test_bad_arguments_are_errors():
     with pytest.raises(ValueError, match="divisible"):
         DeformableAttentionBlock(2, 10, num_heads=3)
@@ -120,6 +126,9 @@ def test_bad_arguments_are_errors():
         DeformableAttentionBlock(2, 8, stride=2)(torch.randn(1, 8, 5, 6))
     with pytest.raises(ValueError, match="window_size"):
         WindowAttentionLayer(2, 8, window_size=1)
+    WindowAttentionLayer(2, 8, window_size=2)  # the smallest window
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        DeformableAttentionBlock(2, 8, stride=0)
     with pytest.raises(ValueError, match="attention must be one of"):
         make_attention_block("axial", 2, 8, 1)
 
