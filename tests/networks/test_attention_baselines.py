@@ -144,3 +144,25 @@ def test_every_kind_in_the_detector_trains_every_parameter_and_scripts(attention
     assert not missing
     net.eval()
     torch.testing.assert_close(torch.jit.script(net)(x), net(x))
+
+
+def test_a_shifted_layer_on_a_padded_grid_matches_brute_force_masked_attention():
+    """7 x 9 pixels in 4-pixel windows shifted by 2 (padded to 8 x 12): each real pixel attends exactly to the real
+    pixels of its shifted window that the wrap-around did not bring there (zero position bias)."""
+    torch.manual_seed(0)
+    layer = WindowAttentionLayer(2, 8, num_heads=2, window_size=4, shifted=True).eval()
+    with torch.no_grad():
+        layer.relative_bias.zero_()
+    x = torch.randn(1, 8, 7, 9)
+    padded, w, s = [8, 12], 4, 2
+    coords = torch.stack(torch.meshgrid(torch.arange(7), torch.arange(9), indexing="ij"), -1).reshape(-1, 2)
+    rolled = (coords - s) % torch.tensor(padded)  # where each pixel sits after the roll by -s
+    region = (rolled >= torch.tensor(padded) - w).long() + (rolled >= torch.tensor(padded) - s).long()
+    same = ((rolled[:, None] // w == rolled[None] // w) & (region[:, None] == region[None])).all(-1)
+    n = layer.norm1(x.flatten(2).transpose(1, 2))[0]  # (63, C)
+    q, k, v = layer.qkv(n).reshape(63, 3, 2, 4).permute(1, 2, 0, 3)  # each (heads, 63, d)
+    scores = (q @ k.transpose(1, 2) / 2.0).masked_fill(~same, float("-inf"))
+    attended = (scores.softmax(-1) @ v).transpose(0, 1).reshape(63, 8)
+    out = x.flatten(2).transpose(1, 2)[0] + layer.proj(attended)
+    out = out + layer.mlp(layer.norm2(out))
+    torch.testing.assert_close(layer(x), out.T.reshape(1, 8, 7, 9), atol=1e-5, rtol=1e-5)
