@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
+from monai.transforms import CopyItemsd
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
@@ -49,7 +51,7 @@ from bundle import CoorTransformerBlock
 from bundle.errors import run_main
 from bundle.geometry import map_points
 from bundle.losses import CentralLoss
-from bundle.transforms import DecodeLandmarksd
+from bundle.transforms import DecodeLandmarksd, RefineLandmarksd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,14 +104,18 @@ def landmarker_scn(num_landmarks: int):
     return network, decode
 
 
-def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, decode=None) -> dict:
-    """Read, preprocess, network and decode for one image on the CPU; seconds are medians of ``repeats`` runs.
+def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, decode=None, refine: bool = False) -> dict:
+    """Read, preprocess, network, decode and (with ``refine``) the refinement stage for one image on the CPU;
+    seconds are medians of ``repeats`` runs.
 
     ``overlays`` pick the preprocessing (grid) and, unless ``network`` is given, the network. ``decode(prepared,
-    output) -> (K, D) world mm`` replaces our decoding (sigmoid, DARK, grid -> mm) when given."""
+    output) -> (K, D) world mm`` replaces our decoding (sigmoid, DARK, grid -> mm) when given. ``refine`` times the
+    config's refiner (``refiner_def``, initial weights) on the fine copy the preprocessing keeps: patches, network
+    and patch decoding."""
     parser = _parser(overlays)
-    steps = parser.get_parsed_content("preprocessing_base", instantiate=True)
-    load, preprocess = steps[0], steps[1:]
+    fine = parser.get_parsed_content("preprocessing_fine", instantiate=True)
+    keep = [CopyItemsd("image", names="fine_image")] if refine else []
+    load, preprocess = fine[0], fine[1:] + keep + parser.get_parsed_content("to_grid", instantiate=True)
     if network is None:
         network = parser.get_parsed_content("network_def")
     network = network.eval()
@@ -117,7 +123,7 @@ def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, deco
         ours = DecodeLandmarksd("pred", ref_key="image")
 
         def decode(prepared, output):
-            return ours({**prepared, "pred": torch.sigmoid(output[0])})["pred_landmarks"]
+            return ours({**prepared, "pred": torch.sigmoid(output[0])})
 
     entry = {"image": image_path, "spacing": [0.1, 0.1]}
 
@@ -131,17 +137,65 @@ def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, deco
     batch = prepared["image"][None]
     with torch.inference_mode():
         net_s, output = _median_seconds(lambda: network(batch), repeats)
-    decode_s, landmarks = _median_seconds(lambda: decode(prepared, output), repeats)
+    decode_s, decoded = _median_seconds(lambda: decode(prepared, output), repeats)
+    seconds = {"read": read_s, "preprocess": prep_s, "network": net_s, "decode": decode_s}
+    parameters = sum(p.numel() for p in network.parameters())
+    if refine:
+        refiner = parser.get_parsed_content("refiner_def")
+        step = RefineLandmarksd(
+            "fine_image",
+            refiner,
+            parser.get_parsed_content("refiner_codec"),
+            parser.get_parsed_content("patch_size"),
+            parser.get_parsed_content("fine_spacing"),
+        )
+        seconds["refine"], decoded = _median_seconds(lambda: step(decoded), repeats)
+        parameters += sum(p.numel() for p in refiner.parameters())
+    landmarks = decoded["pred_landmarks"] if isinstance(decoded, dict) else decoded
     return {
         "configs": list(overlays),
-        "parameters": sum(p.numel() for p in network.parameters()),
+        "parameters": parameters,
         "image_size": list(SIZE),
         "grid": list(prepared["image"].shape[1:]),
         "threads": torch.get_num_threads(),
-        "seconds": {"read": read_s, "preprocess": prep_s, "network": net_s, "decode": decode_s},
-        "total_seconds": read_s + prep_s + net_s + decode_s,
+        "seconds": seconds,
+        "total_seconds": sum(seconds.values()),
         "landmarks": int(landmarks.shape[0]),
     }
+
+
+def folder_inference(image_path: str, count: int) -> dict:
+    """The user's own path: ``python -m monai.bundle run inference`` on a folder of ``count`` copies of the image,
+    with the shipped configs and weights and every output (JSON, 3D Slicer markups, overlay PNG, the run's CSV),
+    timed from the command's start to its end (start-up included) in a fresh process."""
+    with tempfile.TemporaryDirectory() as folder:
+        images = Path(folder) / "images"
+        images.mkdir()
+        suffix = Path(image_path).suffix
+        for i in range(count):
+            os.symlink(os.path.abspath(image_path), images / f"{i:04d}{suffix}")
+        command = [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "inference",
+            "--config_file",
+            str(REPO / "configs" / "inference.json"),
+            "--bundle_root",
+            str(REPO),
+            "--dataset_dir",
+            str(images),
+            "--output_dir",
+            str(Path(folder) / "out"),
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, cwd=REPO, capture_output=True)
+        seconds = time.perf_counter() - start
+        written = len(list((Path(folder) / "out").glob("*_overlay.png")))
+    refine = os.path.isfile(REPO / "models" / "refiner.pt")
+    return {"images": count, "seconds": seconds, "seconds_per_image": seconds / count, "overlays": written,
+            "refine": refine}  # fmt: skip
 
 
 def _synchronize(device: torch.device) -> None:
@@ -302,11 +356,12 @@ def _cuda_section(repeats: int) -> dict:
 
 def _e2e_row(name: str, e: dict) -> str:
     if "skipped" in e:
-        return f"| {name} | - | - | - | - | - | - | not measured: {e['skipped']} |"
+        return f"| {name} | - | - | - | - | - | - | - | not measured: {e['skipped']} |"
     s = e["seconds"]
+    refine = f"{s['refine']:.3f}" if "refine" in s else "-"
     return (
         f"| {name} | {e['parameters']:,} | {'x'.join(map(str, e['grid']))} | {s['read']:.3f} | {s['preprocess']:.3f} "
-        f"| {s['network']:.3f} | {s['decode']:.3f} | {e['total_seconds']:.3f} |"
+        f"| {s['network']:.3f} | {s['decode']:.3f} | {refine} | {e['total_seconds']:.3f} |"
     )
 
 
@@ -320,15 +375,31 @@ def markdown(result: dict) -> str:
         "",
         "## End-to-end inference on the CPU, one 1935 x 2400 image (seconds, median)",
         "",
-        "Read (JPEG/PNG to tensor), preprocess (grey, spacing, intensity scaling, anti-aliased resize to the grid),",
-        "network, decode (to landmarks in mm). landmarker's SCN gets the same reading and preprocessing:",
+        "Read (JPEG/PNG to one grey channel), preprocess (spacing, average down to the refiner's 0.3 mm, intensity",
+        "scaling, anti-aliased resize to the grid), network, decode (to landmarks in mm), refine (19 patches of the",
+        "0.3 mm copy, the refiner, patch decoding). landmarker's SCN gets the same reading and preprocessing:",
         "`OriginalSpatialConfigurationNet(in_channels=1, out_channels=19)` of landmarker 0.4.1 with its defaults,",
         "decoded by its local soft-argmax (`pip install --no-deps --target DIR landmarker==0.4.1`, `PYTHONPATH=DIR`).",
         "",
-        "| model | parameters | grid (x by y) | read | preprocess | network | decode | total |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | parameters | grid (x by y) | read | preprocess | network | decode | refine | total |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_e2e_row(name, e) for name, e in e2e.items()]
+    ours, theirs = e2e.get("coortransformer_two_stage", {}), e2e.get("landmarker_scn", {})
+    if "total_seconds" in ours and "total_seconds" in theirs:
+        ratio = theirs["total_seconds"] / ours["total_seconds"]
+        lines += ["", f"The shipped two-stage model is {ratio:.1f} times faster than landmarker's SCN end to end."]
+    folder = result["folder"]
+    lines += ["", "## The user's path: `run inference` on a folder (seconds, wall clock, start-up included)", ""]
+    if "skipped" in folder:
+        lines.append(f"Not measured: {folder['skipped']}.")
+    else:
+        stages = "both stages" if folder["refine"] else "the first stage only (no models/refiner.pt)"
+        lines += [
+            f"{folder['images']} copies of the image, the shipped configs and weights ({stages}), every output written"
+            f" (JSON, 3D Slicer markups, {folder['overlays']} overlay PNGs, the run's CSV): {folder['seconds']:.1f} s,"
+            f" **{folder['seconds_per_image']:.3f} s per image**.",
+        ]
     lines += [
         "",
         f"## CoorTransformer stages ({result['stages_device']}), paper-sized network, input 1 x 1 x 512 x 416",
@@ -373,6 +444,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="device of the stage benchmark (end to end is always CPU)")
     parser.add_argument("--image", default=None, help="a 1935 x 2400 image; a synthetic PNG by default")
+    parser.add_argument("--folder_images", type=int, default=100, help="images of the folder run (0: skip it)")
     parser.add_argument("--markdown", default=None, help="also write this markdown file (e.g. docs/benchmarks.md)")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -385,6 +457,7 @@ def main() -> None:
         e2e = {
             "coortransformer_paper": end_to_end(image, args.repeats, PAPER),
             "coortransformer_cpu_budget": end_to_end(image, args.repeats, CPU_BUDGET),
+            "coortransformer_two_stage": end_to_end(image, args.repeats, CPU_BUDGET, refine=True),
         }
         try:
             network, decode = landmarker_scn(19)
@@ -397,6 +470,9 @@ def main() -> None:
             + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
             "torch": torch.__version__,
             "end_to_end": e2e,
+            "folder": (
+                folder_inference(image, args.folder_images) if args.folder_images else {"skipped": "--folder_images 0"}
+            ),
             "stages_device": args.device,
             "stages": stages(args.repeats, torch.device(args.device)),
             "cuda": _cuda_section(max(args.repeats, 10)),

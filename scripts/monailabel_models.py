@@ -46,6 +46,9 @@ def write_cephalometric(folder: Path, root: Path = REPO) -> Path:
     _write_json(folder / "configs" / "train.json", train)
     shutil.copy2(root / "configs" / "metadata.json", folder / "configs" / "metadata.json")
     _copy_weights(root / "models" / "model.pt", folder)
+    refiner = root / "models" / "refiner.pt"
+    if refiner.is_file():  # the refinement stage: inference.json refines when it is beside model.pt
+        shutil.copy2(refiner, folder / "models" / "refiner.pt")
     return folder
 
 

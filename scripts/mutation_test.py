@@ -41,6 +41,9 @@ TARGETS = {
     "bundle/transforms/label_map.py": ["tests/transforms/test_label_map.py"],
     "bundle/sigma/policies.py": ["tests/sigma"],
     "bundle/handlers/adaptive_sigma.py": ["tests/handlers/test_adaptive_sigma.py"],
+    "bundle/transforms/patches.py": ["tests/transforms/test_patches.py"],
+    "bundle/transforms/refine.py": ["tests/transforms/test_patches.py"],
+    "bundle/transforms/image.py": ["tests/transforms/test_image.py", "tests/transforms/test_patches.py"],
 }
 
 # (module, what the bug is, text to find, its replacement): bugs that once got past the suite

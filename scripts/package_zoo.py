@@ -1,7 +1,7 @@
 """Write the bundle as a MONAI model zoo submission: ``models/<name>/`` and ``ci/unit_tests/test_<name>.py`` under --out.
 
 The zoo refuses files over 1 MB in a pull request, so the weights stay out of it: ``large_files.yml`` gives, for
-``models/model.pt`` and ``models/model.ts``, the URL where each is published (``--weights_url`` + the file name) and
+``models/model.pt``, ``models/model.ts`` and ``models/refiner.pt`` (the refinement stage), the URL where each is published (``--weights_url`` + the file name) and
 its sha256, as the zoo's CONTRIBUTING.md asks. ``--with_weights`` copies the weights in as well, to verify the folder
 locally: the zoo's download step then finds them, checks the hash and downloads nothing.
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLE_NAME = "coortransformer_landmarks"  # the folder name: MONAI Label reads a task type from it (not "detection")
 INCLUDE = ("LICENSE", "configs", "bundle", "scripts", "docs", "data/demo", "data/afids")
 EXCLUDE_SCRIPTS = ("package_zoo.py",)  # packaging is for this repository, not for the bundle's users
-WEIGHTS = ("models/model.pt", "models/model.ts")
+WEIGHTS = ("models/model.pt", "models/model.ts", "models/refiner.pt")
 
 UNIT_TEST = """# Unit test of the {name} bundle in the model zoo's style (ci/unit_tests/runner.py -b {name}).
 # Written by scripts/package_zoo.py of the bundle's repository.
@@ -182,7 +182,7 @@ def package(out: Path, weights_url: str, with_weights: bool = False, overwrite: 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="a model-zoo checkout (or any folder): models/ and ci/ go there")
-    parser.add_argument("--weights_url", required=True, help="where model.pt and model.ts are published (a folder URL)")
+    parser.add_argument("--weights_url", required=True, help="where the weight files are published (a folder URL)")
     parser.add_argument("--with_weights", action="store_true", help="copy the weights in too, for local checks")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier package of this bundle")
     args = parser.parse_args(argv)

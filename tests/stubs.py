@@ -23,3 +23,19 @@ class KnownHeatmapNetwork(nn.Module):
         probabilities = heatmaps.clamp(1e-6, 1 - 1e-6)
         logits = torch.log(probabilities) - torch.log1p(-probabilities)
         return logits.unsqueeze(0).expand(x.shape[0], *logits.shape)
+
+
+class PatchEchoNetwork(nn.Module):
+    """A refiner whose heatmap is its input: logits of the patch's own intensities (clamped to (0, 1)) in each of
+    ``out_channels`` channels. On an image of Gaussian blobs, it finds every blob exactly, to test the refinement
+    stage around it."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        self.out_channels = out_channels
+        self.anchor = nn.Parameter(torch.zeros(()))  # gives the module a device and a (trivial) state dict
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probabilities = x[:, :1].clamp(1e-6, 1 - 1e-6)
+        logits = torch.log(probabilities) - torch.log1p(-probabilities) + self.anchor
+        return logits.expand(x.shape[0], self.out_channels, *x.shape[2:])

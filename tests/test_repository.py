@@ -51,7 +51,7 @@ def test_research_data_and_trained_weights_are_ignored_but_the_shipped_model_is_
         "runs/train/checkpoints/resume_checkpoint_epoch=1.pt",
     ]
     result = subprocess.run(
-        ["git", "check-ignore", "--no-index", *ignored, "models/model.pt", "models/model.ts"],
+        ["git", "check-ignore", "--no-index", *ignored, "models/model.pt", "models/model.ts", "models/refiner.pt"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

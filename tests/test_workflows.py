@@ -307,7 +307,9 @@ def test_metadata_describes_the_network():
 def test_inference_config_agrees_with_training():
     train = json.loads((CONFIGS / "train.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
-    for key in ("network_def", "load_image", "grid_size", "landmark_names", "num_landmarks", "spatial_dims"):
+    shared = ("network_def", "load_image", "grid_size", "landmark_names", "num_landmarks", "spatial_dims")
+    refiner = ("refiner_def", "refiner_codec", "patch_size", "fine_spacing", "refine_landmarks")
+    for key in shared + refiner + ("preprocessing_fine", "to_grid"):
         assert inference[key] == train[key], key
     # the same preprocessing; only the spacing assumed for images without geometry may differ (inference assumes
     # the ISBI 0.1 mm/px for bare image paths, training assumes none unless a served MONAI Label folder sets it)

@@ -24,6 +24,10 @@ class LandmarkFileSaver:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        output = engine.state.output
-        for item in output if isinstance(output, list) else [output]:
-            self.saver(item)
+        # MONAI's post-processing writes a key of the batch that it changes back into the batch, not the output (the
+        # fine copy of the image, which the overlay is drawn on, stays there): each item is the two merged
+        output, batch = engine.state.output, engine.state.batch
+        outputs = output if isinstance(output, list) else [output]
+        batches = batch if isinstance(batch, list) and len(batch) == len(outputs) else [{}] * len(outputs)
+        for item, inputs in zip(outputs, batches):
+            self.saver({**inputs, **item})

@@ -1,10 +1,13 @@
 """Landmark file input and output, and image file names."""
 
 from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, image_filename, output_paths, output_stem
+from .picture_reader import GreyPictureReader, load_image_grey_pictures
 from .landmarks import LandmarkFileError, Landmarks, landmark_format, landmarks_record, read_landmarks, write_landmarks
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "GreyPictureReader",
+    "load_image_grey_pictures",
     "NO_GEOMETRY_SUFFIXES",
     "LandmarkFileError",
     "Landmarks",

@@ -1,9 +1,19 @@
 """MONAI dictionary transforms, by stage: image preprocessing, landmark targets, decoding, outputs."""
 
 from .decode import DecodeLandmarksd
-from .image import AsGreyscaled, FinitePixelsd, PixelSpacingd, ShrinkLarged, SqueezeSpatiald
+from .image import (
+    AsGreyscaled,
+    FinitePixelsd,
+    FitToGridd,
+    PixelSpacingd,
+    ResampleToSpacingd,
+    ShrinkLarged,
+    SqueezeSpatiald,
+)
 from .label_map import LandmarkLabelMapd
 from .landmarks import GaussianHeatmapd, LandmarksToGridd, LoadLandmarksd
+from .patches import RandLandmarkPatchesd, patch_affines, sample_patches
+from .refine import DecodePatchLandmarkd, RefineLandmarksd, decode_patches
 from .output import LandmarkResultd, SaveLandmarksd
 
 __all__ = [
@@ -12,6 +22,14 @@ __all__ = [
     "SqueezeSpatiald",
     "PixelSpacingd",
     "ShrinkLarged",
+    "ResampleToSpacingd",
+    "FitToGridd",
+    "RandLandmarkPatchesd",
+    "patch_affines",
+    "sample_patches",
+    "DecodePatchLandmarkd",
+    "RefineLandmarksd",
+    "decode_patches",
     "LoadLandmarksd",
     "LandmarksToGridd",
     "GaussianHeatmapd",

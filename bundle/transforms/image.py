@@ -10,12 +10,20 @@ from typing import Hashable, Mapping, Sequence
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, Resize, SqueezeDim
+from monai.transforms import MapTransform, Resize, SpatialPad, SqueezeDim
 
 from ..geometry import affine_spacing
 from ..io import NO_GEOMETRY_SUFFIXES, image_filename
 
-__all__ = ["AsGreyscaled", "FinitePixelsd", "SqueezeSpatiald", "PixelSpacingd", "ShrinkLarged"]
+__all__ = [
+    "AsGreyscaled",
+    "FinitePixelsd",
+    "SqueezeSpatiald",
+    "PixelSpacingd",
+    "ShrinkLarged",
+    "ResampleToSpacingd",
+    "FitToGridd",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -202,4 +210,85 @@ class ShrinkLarged(MapTransform):
             name = d[key].meta.get("filename_or_obj", key) if hasattr(d[key], "meta") else key
             logger.warning(f"{name}: {shape} pixels is over {self.max_pixels:,}; averaged down {factor}x to {size}.")
             d[key] = Resize(spatial_size=size, mode="area")(d[key])
+        return d
+
+
+class ResampleToSpacingd(MapTransform):
+    """Average an image down to (about) ``spacing`` mm per pixel on every axis finer than that, with MONAI's
+    :class:`Resize` in ``"area"`` mode (a box average: the anti-aliased reduction), which updates the affine. Axes
+    already at ``spacing`` or coarser keep their pixels (no up-sampling).
+
+    The new size is ``round(size * current / spacing)`` per axis, so the spacing reached is within half a pixel's
+    rounding of ``spacing`` and exactly what the affine says. It makes the refiner's fine image and, from that, the
+    first stage's grid (an anti-aliased resize of a few hundred thousand pixels instead of millions), so the image's
+    pixel spacing, not its pixel count, decides what the networks see. MONAI's :class:`Spacing` would interpolate
+    without averaging (aliasing at a 3x reduction).
+
+    Args:
+        keys: image keys (channel-first MetaTensors whose affine holds the spacing: after :class:`PixelSpacingd`).
+        spacing: mm per pixel (> 0).
+    """
+
+    def __init__(self, keys: KeysCollection, spacing: float, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        if not spacing > 0:
+            raise ValueError(f"spacing must be > 0 mm, got {spacing}.")
+        self.spacing = float(spacing)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            shape = image.shape[1:]
+            current = affine_spacing(image.affine, len(shape)).tolist()
+            size = [max(1, round(s * c / self.spacing)) if c < self.spacing else s for s, c in zip(shape, current)]
+            if list(size) != list(shape):
+                d[key] = Resize(spatial_size=size, mode="area")(image)
+        return d
+
+
+class FitToGridd(MapTransform):
+    """Resize an image onto the network's grid with square grid pixels, keeping its aspect ratio, and pad the rest
+    of the grid with zeros (centred), with MONAI's :class:`Resize` (anti-aliased) and :class:`SpatialPad`, which
+    update the affine.
+
+    The grid pixel is ``grid_spacing`` mm when the image's spacing is known (``meta["spacing_assumed"]`` false), so
+    that anatomy has the same size in grid pixels whatever the machine's pixel size, as in training; an image too
+    large for the grid at that spacing, or one whose spacing was assumed (its size in mm is then a guess), is scaled
+    to fit the grid instead. A stretch to a fixed grid, as before, would distort an image of another aspect ratio and
+    everything the network learnt about shapes with it.
+
+    Args:
+        keys: image keys (channel-first MetaTensors whose affine holds the spacing: after :class:`PixelSpacingd`).
+        grid_size: the grid, in MONAI's array order.
+        grid_spacing: mm per grid pixel for images of known spacing; None: every image is fitted to the grid.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        grid_size: Sequence[int],
+        grid_spacing: float | None = None,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.grid_size = [int(s) for s in grid_size]
+        if min(self.grid_size) < 1 or (grid_spacing is not None and not grid_spacing > 0):
+            raise ValueError(f"grid_size must be positive and grid_spacing > 0, got {grid_size}, {grid_spacing}.")
+        self.grid_spacing = None if grid_spacing is None else float(grid_spacing)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            shape = image.shape[1:]
+            if len(shape) != len(self.grid_size):
+                raise ValueError(f"{image_filename(image)}: {len(shape)}D image for a {len(self.grid_size)}D grid.")
+            extent = [s * c for s, c in zip(shape, affine_spacing(image.affine, len(shape)).tolist())]  # mm
+            fit = max(e / g for e, g in zip(extent, self.grid_size))
+            known = self.grid_spacing is not None and not image.meta.get("spacing_assumed", False)
+            scale = max(fit, self.grid_spacing) if known else fit
+            size = [min(g, max(1, round(e / scale))) for e, g in zip(extent, self.grid_size)]
+            image = Resize(spatial_size=size, mode="bilinear", anti_aliasing=True)(image)
+            d[key] = SpatialPad(spatial_size=self.grid_size, method="symmetric")(image)
         return d

@@ -11,7 +11,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from ..geometry import affine_spacing, picture_spacing
+from ..geometry import affine_spacing, map_points, picture_spacing
 from ..io import Landmarks, image_filename, landmarks_record, output_paths, write_landmarks
 from ..io.files import refuse_existing
 from ..switches import as_bool
@@ -35,6 +35,9 @@ class SaveLandmarksd(MapTransform):
         landmark_names: K names.
         ref_key: the image (for its file name and spacing).
         overlay: write the 2D overlay PNG.
+        overlay_key: the image the overlay is drawn on, as it is in memory (the landmarks go onto it through its
+            affine): the inference config hands it the refiner's fine copy (0.3 mm per pixel, a ninth of an ISBI
+            image's pixels), so that no image is read twice and the PNG costs milliseconds; None: ``ref_key``'s.
         overwrite: replace existing files.
     """
 
@@ -46,10 +49,12 @@ class SaveLandmarksd(MapTransform):
         ref_key: str = "image",
         prefix: str = "pred_",
         overlay: bool = True,
+        overlay_key: str | None = None,
         overwrite: bool = False,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
+        self.overlay_key = overlay_key or ref_key
         self.output_dir = Path(output_dir)
         self.landmark_names = [str(n) for n in landmark_names]
         self.ref_key, self.prefix = ref_key, prefix
@@ -63,14 +68,15 @@ class SaveLandmarksd(MapTransform):
             paths = output_paths(image_filename(image), self.output_dir, overlay=dims == 2 and self.overlay)
             refuse_existing(paths, self.overwrite, "pass --overwrite true or another --output_dir.")
             landmarks, extra = _record_parts(d, key, image, self.landmark_names, self.prefix)
-            pixels = torch.as_tensor(d[f"{self.prefix}pixels"]).double()
             # each file to a hidden temporary name first, renamed when all are written: a failure part-way leaves
             # no half-written file, and the JSON (the result a re-run looks for) is renamed last
             partial = [p.with_name(f".{p.name}.partial") for p in paths]
             self.output_dir.mkdir(parents=True, exist_ok=True)
             try:
                 if len(paths) == 3:
-                    draw_overlay(image_filename(image), pixels.numpy(), partial[2])
+                    picture = d[self.overlay_key]
+                    on_picture = map_points(torch.as_tensor(d[key]), picture.affine, invert=True)
+                    draw_overlay(picture, on_picture.numpy(), partial[2])
                 write_landmarks(partial[1], landmarks, True, "mrk.json", picture_spacing=picture_spacing(image))
                 write_landmarks(partial[0], landmarks, overwrite=True, fmt="json", extra=extra)
             except BaseException:
@@ -134,19 +140,20 @@ def _record_parts(data: Mapping, key: str, image, names: list, prefix: str) -> t
     return landmarks, extra
 
 
-def draw_overlay(image_path: str, pixels, output: Path, radius: int = 12) -> None:
-    """Save the 2D image at ``image_path`` (any format MONAI reads) as a PNG with numbered red markers at
-    ``pixels`` (K, 2), original-image pixels with x = column."""
-    from monai.transforms import LoadImage, ScaleIntensity  # local: only inference draws
-    from PIL import Image, ImageDraw
+def draw_overlay(image: torch.Tensor, points, output: Path) -> None:
+    """Save a 2D image (C, X, Y), as it is in memory, as a grey PNG (intensities scaled to 0-255) with a numbered
+    red circle at each of ``points`` (K, 2), grid coordinates of that image (x = column). Circles and lines scale
+    with the picture."""
+    from PIL import Image, ImageDraw  # local: only inference draws
 
-    image = LoadImage(image_only=True, ensure_channel_first=True)(image_path)
-    image = AsGreyscaled("image")({"image": image})["image"]
-    array = ScaleIntensity(minv=0.0, maxv=255.0)(image)[0].squeeze().cpu().numpy()
-    picture = Image.fromarray(array.T.astype("uint8")).convert("RGB")  # MONAI's [x, y] -> rows, columns
+    grey = AsGreyscaled("image")({"image": torch.as_tensor(image).detach().float().cpu()})["image"][0]
+    low, high = float(grey.min()), float(grey.max())
+    array = ((grey - low) * (255.0 / max(high - low, 1e-12))).round().clamp(0, 255).to(torch.uint8).numpy()
+    picture = Image.fromarray(array.T).convert("RGB")  # MONAI's [x, y] -> rows, columns
     draw = ImageDraw.Draw(picture)
-    width = max(1, picture.size[0] // 600)
-    for k, (x, y) in enumerate(pixels):
+    radius = max(3, round(max(picture.size) / 200))
+    width = max(1, radius // 4)
+    for k, (x, y) in enumerate(points):
         draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=(255, 0, 0), width=width)
         draw.text((x + radius + 2, y - radius), str(k + 1), fill=(255, 64, 64))
     picture.save(output, format="PNG")

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -98,3 +100,10 @@ def test_key_value_strides_pool_each_stage_as_given():
         stage.attention.pool.register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape[2:])))
     net(torch.randn(1, 1, 32, 32))
     assert seen == [(4, 4)] * 6  # keys and values of three stages
+
+
+def test_the_output_prior_sets_where_every_pixel_starts():
+    network = CoorTransformerDetector(2, 1, 3, (8, 16, 16), num_heads=(1, 1), kv_strides=(1, 2), output_prior=0.01)
+    torch.testing.assert_close(network.head.bias, torch.full((3,), math.log(0.01 / 0.99)))
+    with pytest.raises(ValueError, match="output_prior"):
+        CoorTransformerDetector(2, 1, 3, (8, 16, 16), num_heads=(1, 1), kv_strides=(1, 2), output_prior=1.0)

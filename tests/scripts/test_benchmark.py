@@ -23,6 +23,11 @@ def test_end_to_end_and_stages(ceph):
     assert set(timing["seconds"]) == {"read", "preprocess", "network", "decode"}
     small = end_to_end(ceph, repeats=1, overlays=CPU_BUDGET)
     assert small["grid"] == [160, 192] and small["landmarks"] == 19 and small["parameters"] < timing["parameters"]
+    both = end_to_end(ceph, repeats=1, overlays=CPU_BUDGET, refine=True)
+    assert set(both["seconds"]) == {"read", "preprocess", "network", "decode", "refine"}
+    assert both["parameters"] > small["parameters"] and both["total_seconds"] == pytest.approx(
+        sum(both["seconds"].values())
+    )
     rows = stages(repeats=1, device=torch.device("cpu"))
     assert [r["heads"] for r in rows] == [8, 4, 2, 1] and all(r["keys"] == 832 for r in rows)
     assert all(r["max_abs_difference"] < 1e-3 for r in rows)
@@ -41,18 +46,37 @@ def test_end_to_end_and_stages(ceph):
         "command": "c",
         "machine": "m",
         "torch": "t",
-        "end_to_end": {"paper": timing, "cpu": small, "landmarker_scn": {"skipped": "not installed"}},
+        "end_to_end": {
+            "paper": timing,
+            "coortransformer_two_stage": both,
+            "landmarker_scn": {"skipped": "not installed"},
+        },
+        "folder": {"images": 4, "seconds": 2.0, "seconds_per_image": 0.5, "overlays": 4, "refine": True},
         "stages_device": "cpu",
         "stages": rows,
         "cuda": {"skipped": "no CUDA device"},
     }
     text = markdown(result)
     assert "| stage |" in text and "not measured: not installed" in text and "Not measured: no CUDA device" in text
+    assert "**0.500 s per image**" in text and "(both stages)" in text and "times faster" not in text
+    result["end_to_end"]["landmarker_scn"] = {**both, "total_seconds": 10 * both["total_seconds"]}
+    assert "10.0 times faster than landmarker's SCN" in markdown(result)
     for mode in speed.values():
         for r in mode:
             r["peak_mib"] = 1.0
     result["cuda"] = {"device": "GPU", "coortransformer_paper": speed, "landmarker_scn": {"skipped": "x"}}
     assert "| coortransformer_paper | training | bfloat16 | 2 |" in markdown(result)
+
+
+@pytest.mark.slow
+def test_the_folder_run_writes_every_output(tmp_path):
+    from scripts.benchmark import folder_inference
+
+    image = tmp_path / "ceph.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 480), np.uint8)).save(image)
+    folder = folder_inference(str(image), 3)
+    assert folder["images"] == 3 and folder["overlays"] == 3 and folder["seconds"] > 0
+    assert folder["seconds_per_image"] == pytest.approx(folder["seconds"] / 3)
 
 
 def test_landmarker_scn_end_to_end(ceph):

@@ -125,6 +125,21 @@ def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram
         save(d)
 
 
+def test_the_overlay_marks_each_landmark_where_it_is(tmp_path):
+    affine = torch.diag(torch.tensor([0.3, 0.3, 1.0], dtype=torch.float64))
+    image = MetaTensor(torch.zeros(1, 200, 120), affine=affine, meta={"filename_or_obj": str(tmp_path / "c.png")})
+    world = torch.tensor([[15.0, 9.0], [45.0, 27.0]], dtype=torch.float64)  # pixels (50, 30) and (150, 90)
+    d = {"image": image, "pred_landmarks": world, "pred_pixels": world / 0.1, "pred_confidence": torch.ones(2)}
+    SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path), landmark_names=["a", "b"])(d)
+    picture = np.asarray(Image.open(tmp_path / "c_overlay.png"))
+    assert picture.shape == (120, 200, 3)  # rows = y, columns = x
+    red = (picture[..., 0] > 200) & (picture[..., 1] < 100)
+    for x, y in ((50, 30), (150, 90)):
+        ring = red[y - 6 : y + 7, x - 6 : x + 7]
+        assert ring.any() and not red[y, x]  # a circle around the point, not on it
+    assert not red[:, 70:130].any()  # nothing between the two
+
+
 def test_default_spacing_serves_bare_image_paths_and_says_it_was_assumed(cephalogram_like, tmp_path, caplog):
     load = LoadImaged("image", ensure_channel_first=True, image_only=True)
     loaded = load({"image": cephalogram_like["image"]})
@@ -146,11 +161,18 @@ def test_default_spacing_serves_bare_image_paths_and_says_it_was_assumed(cephalo
     torch.testing.assert_close(d["image"].affine[:2, :2], torch.diag(torch.tensor([0.25, 0.25])).double())
 
 
-def test_a_failure_while_saving_leaves_no_file_behind(tmp_path, cephalogram_like):
+def test_a_failure_while_saving_leaves_no_file_behind(tmp_path, cephalogram_like, monkeypatch):
+    import bundle.transforms.output
+
     d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
     d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", output_key="pred")(d))
-    d["image"].meta["filename_or_obj"] = str(tmp_path / "gone.png")  # the overlay cannot read the image
-    with pytest.raises(Exception):  # noqa: B017 - the reader's own error
+
+    def broken(image, points, output):
+        output.write_bytes(b"half a PNG")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle.transforms.output, "draw_overlay", broken)
+    with pytest.raises(OSError, match="disk full"):
         SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path / "out"), landmark_names=["sella"])(d)
     assert list((tmp_path / "out").iterdir()) == []  # neither the JSON files nor their temporary copies
 
