@@ -18,7 +18,15 @@ from monai.data import CacheDataset
 from monai.transforms import LoadImage
 
 from .geometry import map_points, picture_spacing
-from .io import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, LandmarkFileError, colliding_stems, output_paths, read_landmarks
+from .io import (
+    IMAGE_SUFFIXES,
+    GreyPictureReader,
+    NO_GEOMETRY_SUFFIXES,
+    LandmarkFileError,
+    colliding_stems,
+    output_paths,
+    read_landmarks,
+)
 from .io.files import refuse_existing
 from .transforms.image import FinitePixelsd, PixelSpacingd, SqueezeSpatiald
 
@@ -81,7 +89,10 @@ def check_datalist(
     Raises:
         ValueError: naming the entry (``name[i]`` and its image) and what is wrong with it.
     """
-    loader = LoadImage(image_only=True, ensure_channel_first=True)
+    # the pipeline's reader (pictures as one grey channel) in the file's own type (an integer image holds no NaN): a
+    # check of 250 cephalograms then reads them in 4 s instead of 25
+    loader = LoadImage(image_only=True, ensure_channel_first=True, dtype=None)
+    loader.register(GreyPictureReader())
     spacing_check = PixelSpacingd("image", default_spacing=default_spacing)
     kept = []
     for i, entry in enumerate(entries):

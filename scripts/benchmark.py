@@ -6,9 +6,12 @@ Measures, on the machine it runs on:
   reading, preprocessing, network and decoding (to landmarks in mm), each the median of ``--repeats`` runs after one
   warm-up, on the CPU, for three models in the same run: the paper-sized CoorTransformer detector
   (``configs/inference.json`` + ``configs/isbi2015_paper.json``, 416 x 512 grid), the shipped CPU-budget one
-  (``configs/inference.json`` alone, 160 x 192 grid) and, when the ``landmarker`` package is importable, its
+  (``configs/inference.json`` alone, 160 x 192 grid), the shipped model with its refinement stage (the same, plus
+  19 patches of the 0.3 mm copy through ``refiner_def``) and, when the ``landmarker`` package is importable, its
   ``OriginalSpatialConfigurationNet`` (Payer's SCN) at the paper-sized input, with the same reading and preprocessing
   and landmarker's local soft-argmax decoder;
+- ``folder``: the user's own path, ``python -m monai.bundle run inference`` on a folder of ``--folder_images`` copies
+  of the image with the shipped weights and every output, wall clock from start to end (start-up included);
 - ``stages``: each CoorTransformer block of the paper-sized network, at the input it gets for a 1 x 1 x 512 x 416
   image: forward time and peak memory with ``scaled_dot_product_attention`` and with the explicit-matrix reference
   (:func:`explicit_attention` below). Peak memory is the largest single allocation seen by the profiler on
@@ -23,7 +26,8 @@ landmarker is not a dependency of the bundle (its requirements pin an older SciP
 pure-Python package beside ours without its dependencies:
 ``pip install --no-deps --target /tmp/landmarker landmarker==0.4.1`` and run with ``PYTHONPATH=/tmp/landmarker``.
 
-Usage: python -m scripts.benchmark [--repeats 5] [--device cpu] [--image x.png] [--markdown docs/benchmarks.md]
+Usage: python -m scripts.benchmark [--repeats 5] [--device cpu] [--image x.png] [--folder_images 100]
+       [--markdown docs/benchmarks.md]
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from tests.conftest import REPO_ROOT, shared_data
 CONFIGS = REPO_ROOT / "configs"
 MODEL = REPO_ROOT / "models" / "model.pt"
 TORCHSCRIPT = REPO_ROOT / "models" / "model.ts"
+REFINER = REPO_ROOT / "models" / "refiner.pt"
 
 
 def _inference_config() -> ConfigParser:
@@ -67,6 +68,19 @@ def test_the_model_card_and_the_metadata_describe_these_weights():
     assert list(metadata["network_data_format"]["outputs"]["pred"]["channel_def"].values()) == names
     assert metadata["version"] in metadata["changelog"]
     assert metadata["eval_metrics"]["sha256"] == digest
+    refiner = hashlib.sha256(REFINER.read_bytes()).hexdigest()
+    assert (
+        metadata["eval_metrics"]["refiner_sha256"] == refiner
+        and refiner in (REPO_ROOT / "docs" / "README.md").read_text()
+    )
+
+
+def test_the_shipped_refiner_loads_into_the_configured_network_and_is_used_by_default():
+    parser = _inference_config()
+    parser["bundle_root"] = str(REPO_ROOT)
+    assert parser.get_parsed_content("refine") is True  # models/refiner.pt is beside models/model.pt
+    refine = parser.get_parsed_content("refine_landmarks")  # loads the weights strictly: every key, every shape
+    assert refine is not None and refine.patch_size == [64, 64] and refine.spacing == 0.3
 
 
 @pytest.mark.slow

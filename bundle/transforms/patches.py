@@ -189,9 +189,10 @@ class RandLandmarkPatchesd(Randomizable, MapTransform):
         for n, k in enumerate(visible.tolist()):
             sample = dict(d)
             meta = {k: v for k, v in image.meta.items() if k != "affine"}
-            sample[key] = MetaTensor(patches[n], affine=affines[n], meta={**meta, "spatial_shape": list(self.patch_size)})
+            sample[key] = MetaTensor(
+                patches[n], affine=affines[n], meta={**meta, "spatial_shape": list(self.patch_size)}
+            )
             sample["landmark_index"] = k
             sample["patch_centre"] = centres[n]
             samples.append(sample)
         return samples
-
