@@ -20,8 +20,8 @@ from monai.transforms import LoadImage
 from .geometry import map_points, picture_spacing
 from .io import (
     IMAGE_SUFFIXES,
-    GreyPictureReader,
     NO_GEOMETRY_SUFFIXES,
+    GreyPictureReader,
     LandmarkFileError,
     colliding_stems,
     output_paths,

@@ -26,7 +26,7 @@ landmarker is not a dependency of the bundle (its requirements pin an older SciP
 pure-Python package beside ours without its dependencies:
 ``pip install --no-deps --target /tmp/landmarker landmarker==0.4.1`` and run with ``PYTHONPATH=/tmp/landmarker``.
 
-Usage: python -m scripts.benchmark [--repeats 5] [--device cpu] [--image x.png] [--folder_images 100]
+Usage: python -m scripts.benchmark [--repeats 5] [--device cpu] [--image x.png] [--folder_images 250]
        [--markdown docs/benchmarks.md]
 """
 
@@ -448,7 +448,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="device of the stage benchmark (end to end is always CPU)")
     parser.add_argument("--image", default=None, help="a 1935 x 2400 image; a synthetic PNG by default")
-    parser.add_argument("--folder_images", type=int, default=100, help="images of the folder run (0: skip it)")
+    parser.add_argument("--folder_images", type=int, default=250, help="images of the folder run (0: skip it)")
     parser.add_argument("--markdown", default=None, help="also write this markdown file (e.g. docs/benchmarks.md)")
     args = parser.parse_args()
     torch.manual_seed(0)

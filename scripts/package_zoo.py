@@ -1,7 +1,8 @@
 """Write the bundle as a MONAI model zoo submission: ``models/<name>/`` and ``ci/unit_tests/test_<name>.py`` under --out.
 
 The zoo refuses files over 1 MB in a pull request, so the weights stay out of it: ``large_files.yml`` gives, for
-``models/model.pt``, ``models/model.ts`` and ``models/refiner.pt`` (the refinement stage), the URL where each is published (``--weights_url`` + the file name) and
+``models/model.pt``, ``models/model.ts`` and ``models/refiner.pt`` (the refinement stage), the URL where each is
+published (``--weights_url`` + the file name) and
 its sha256, as the zoo's CONTRIBUTING.md asks. ``--with_weights`` copies the weights in as well, to verify the folder
 locally: the zoo's download step then finds them, checks the hash and downloads nothing.
 

@@ -1,8 +1,8 @@
 """Landmark file input and output, and image file names."""
 
 from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, image_filename, output_paths, output_stem
-from .picture_reader import GreyPictureReader, load_image_grey_pictures
 from .landmarks import LandmarkFileError, Landmarks, landmark_format, landmarks_record, read_landmarks, write_landmarks
+from .picture_reader import GreyPictureReader, load_image_grey_pictures
 
 __all__ = [
     "IMAGE_SUFFIXES",

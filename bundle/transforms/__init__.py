@@ -12,9 +12,9 @@ from .image import (
 )
 from .label_map import LandmarkLabelMapd
 from .landmarks import GaussianHeatmapd, LandmarksToGridd, LoadLandmarksd
+from .output import LandmarkResultd, SaveLandmarksd
 from .patches import RandLandmarkPatchesd, patch_affines, sample_patches
 from .refine import DecodePatchLandmarkd, RefineLandmarksd, decode_patches
-from .output import LandmarkResultd, SaveLandmarksd
 
 __all__ = [
     "AsGreyscaled",
