@@ -15,6 +15,22 @@ GRID = (416, 512)
 PLACED = [(835.0, 996.0), (100.3, 2300.7), (1900.2, 50.5), (967.0, 1199.5)]  # original pixels, x = column
 
 
+def _run_inference(tmp_path, images, **overrides) -> None:
+    """``configs/inference.json`` on the folder ``images``, weights from ``tmp_path/models``, outputs to
+    ``tmp_path/out``, with ``overrides`` of config ids."""
+    workflow = ConfigWorkflow(
+        config_file=str(CONFIGS / "inference.json"),
+        workflow_type="infer",
+        bundle_root=str(REPO),
+        dataset_dir=str(images),
+        output_dir=str(tmp_path / "out"),
+        ckpt_dir=str(tmp_path / "models"),
+        **overrides,
+    )
+    workflow.initialize()
+    workflow.run()
+
+
 def test_landmarks_come_back_to_within_half_a_pixel(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -27,13 +43,9 @@ def test_landmarks_come_back_to_within_half_a_pixel(tmp_path):
     grid_points = (placed + 0.5) * resized / np.array(ORIGINAL) - 0.5 + np.array([1.0, 0.0])
     (tmp_path / "models").mkdir()
     torch.save({}, tmp_path / "models" / "model.pt")  # the stub has no weights
-    workflow = ConfigWorkflow(
-        config_file=str(CONFIGS / "inference.json"),
-        workflow_type="infer",
-        bundle_root=str(REPO),
-        dataset_dir=str(images),
-        output_dir=str(tmp_path / "out"),
-        ckpt_dir=str(tmp_path / "models"),
+    _run_inference(
+        tmp_path,
+        images,
         spacing=[0.1, 0.1],
         grid_size=list(GRID),
         grid_spacing=None,  # fit the grid: 0.46875 mm per grid pixel
@@ -41,8 +53,6 @@ def test_landmarks_come_back_to_within_half_a_pixel(tmp_path):
         landmark_names=[f"p{i}" for i in range(len(PLACED))],
         network_def={"_target_": "tests.stubs.KnownHeatmapNetwork", "grid_points": grid_points.tolist()},
     )
-    workflow.initialize()
-    workflow.run()
     result = json.loads((tmp_path / "out" / "ceph.json").read_text())
     pixels = np.array([landmark["pixel"] for landmark in result["landmarks"]])
     world = np.array([landmark["world"] for landmark in result["landmarks"]])
@@ -73,13 +83,9 @@ def test_the_refinement_stage_finds_the_landmarks_the_first_stage_missed(tmp_pat
     models.mkdir()
     torch.save({}, models / "model.pt")
     torch.save(PatchEchoNetwork(len(truth)).state_dict(), models / "refiner.pt")
-    workflow = ConfigWorkflow(
-        config_file=str(CONFIGS / "inference.json"),
-        workflow_type="infer",
-        bundle_root=str(REPO),
-        dataset_dir=str(images),
-        output_dir=str(tmp_path / "out"),
-        ckpt_dir=str(models),
+    _run_inference(
+        tmp_path,
+        images,
         spacing=[spacing, spacing],
         grid_size=list(grid),
         num_landmarks=len(truth),
@@ -87,8 +93,6 @@ def test_the_refinement_stage_finds_the_landmarks_the_first_stage_missed(tmp_pat
         network_def={"_target_": "tests.stubs.KnownHeatmapNetwork", "grid_points": grid_points.tolist()},
         refiner_def={"_target_": "tests.stubs.PatchEchoNetwork", "out_channels": len(truth)},
     )
-    workflow.initialize()
-    workflow.run()
     result = json.loads((tmp_path / "out" / "blobs.json").read_text())
     pixels = np.array([landmark["pixel"] for landmark in result["landmarks"]])
     assert np.linalg.norm(pixels - missed, axis=1).min() > 8  # the first stage alone is that far off

@@ -270,3 +270,46 @@ def test_refinement_refuses_missing_weights_a_wrong_network_and_broken_output(tm
         network.anchor.fill_(float("nan"))
     with pytest.raises(ValueError, match="NaN or infinite"):
         RefineLandmarksd("fine_image", network, codec, [32, 32], 0.25)(data)
+
+
+def test_rotations_and_scales_spread_over_their_ranges():
+    patches = _patches(rotate_range=0.3, scale_range=0.2)
+    patches.set_random_state(0)
+    samples = patches(_entry([[10.0, 10.0]] * 400, shape=(80, 80)))
+    linear = torch.stack([s["image"].affine[:2, :2] for s in samples])  # spacing * scale * rotation
+    scales = torch.linalg.vector_norm(linear[:, :, 0], dim=1) / 0.3
+    angles = torch.atan2(linear[:, 1, 0], linear[:, 0, 0])
+    assert 0.8 <= float(scales.min()) < 0.85 and 1.15 < float(scales.max()) <= 1.2
+    assert -0.3 <= float(angles.min()) < -0.25 and 0.25 < float(angles.max()) <= 0.3
+    assert abs(float(angles.mean())) < 0.03 and abs(float(scales.mean()) - 1) < 0.02
+    assert all(s["image"].meta["filename_or_obj"] == "a.png" for s in samples)  # the patch keeps its image's name
+
+
+def test_patches_of_a_volume_are_centred_and_rotated_about_three_axes():
+    truth = [[4.0, 5.0, 3.5], [6.2, 3.9, 4.4]]
+    image = _blob_image(truth, [40, 36, 30], [0.25, 0.25, 0.25], sigma_mm=0.5)
+    patches = RandLandmarkPatchesd("image", [16, 14, 12], 0.2, offset_std_mm=0.3, rotate_range=0.3, scale_range=0.1)
+    patches.set_random_state(0)
+    codec = GaussianHeatmapCodec(3)
+    samples = patches({"image": image, "landmarks": torch.tensor(truth, dtype=torch.float64)})
+    assert len(samples) == 2
+    for s in samples:
+        assert s["image"].shape == (1, 16, 14, 12)
+        centre = map_points(torch.tensor([[7.5, 6.5, 5.5]]), s["image"].affine)[0]
+        torch.testing.assert_close(centre, s["patch_centre"])
+        linear = s["image"].affine[:3, :3]
+        assert not torch.allclose(linear, torch.diag(torch.diagonal(linear)))  # rotated off the image's axes
+        found, _ = codec.decode(s["image"])
+        world = map_points(found.double(), s["image"].affine)[0]
+        torch.testing.assert_close(
+            world, torch.tensor(truth[s["landmark_index"]], dtype=torch.float64), atol=0.05, rtol=0
+        )
+
+
+def test_sampling_refuses_sizes_or_affines_of_other_dimensions():
+    image, _ = _ramp([10, 10], [1.0, 1.0])
+    affines = patch_affines(torch.zeros(1, 2), [4, 4], 1.0, image.affine)
+    with pytest.raises(ValueError, match="2 patch sizes"):
+        sample_patches(image, image.affine, affines, [4, 4, 4])
+    with pytest.raises(ValueError, match="affines"):
+        sample_patches(image, image.affine, torch.eye(4)[None], [4, 4])
