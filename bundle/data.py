@@ -15,15 +15,14 @@ from pathlib import Path
 
 import torch
 from monai.data import CacheDataset
-from monai.transforms import LoadImage
 
 from .geometry import map_points, picture_spacing
 from .io import (
     IMAGE_SUFFIXES,
     NO_GEOMETRY_SUFFIXES,
-    GreyPictureReader,
     LandmarkFileError,
     colliding_stems,
+    load_image_grey_pictures,
     output_paths,
     read_landmarks,
 )
@@ -89,10 +88,9 @@ def check_datalist(
     Raises:
         ValueError: naming the entry (``name[i]`` and its image) and what is wrong with it.
     """
-    # the pipeline's reader (pictures as one grey channel) in the file's own type (an integer image holds no NaN): a
+    # the pipeline's loader (pictures as one grey channel) in the file's own type (an integer image holds no NaN): a
     # check of 250 cephalograms then reads them in 4 s instead of 25
-    loader = LoadImage(image_only=True, ensure_channel_first=True, dtype=None)
-    loader.register(GreyPictureReader())
+    load = load_image_grey_pictures("image", image_only=True, ensure_channel_first=True, dtype=None)
     spacing_check = PixelSpacingd("image", default_spacing=default_spacing)
     kept = []
     for i, entry in enumerate(entries):
@@ -103,7 +101,7 @@ def check_datalist(
         if not Path(image_path).exists():
             raise ValueError(f"{where}: image file not found.")
         try:
-            image = loader(image_path)
+            image = load({"image": image_path})["image"]
         except Exception as e:  # noqa: BLE001 - readers raise many kinds; all mean "unreadable"
             raise ValueError(f"{where}: the image cannot be read ({type(e).__name__}: {e}).") from None
         try:

@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from monai.transforms import CopyItemsd
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
@@ -55,7 +54,7 @@ from bundle import CoorTransformerBlock
 from bundle.errors import run_main
 from bundle.geometry import map_points
 from bundle.losses import CentralLoss
-from bundle.transforms import DecodeLandmarksd, RefineLandmarksd
+from bundle.transforms import DecodeLandmarksd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,11 +113,11 @@ def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, deco
 
     ``overlays`` pick the preprocessing (grid) and, unless ``network`` is given, the network. ``decode(prepared,
     output) -> (K, D) world mm`` replaces our decoding (sigmoid, DARK, grid -> mm) when given. ``refine`` times the
-    config's refiner (``refiner_def``, initial weights) on the fine copy the preprocessing keeps: patches, network
-    and patch decoding."""
+    config's refinement step (``refine_landmarks``, the shipped weights) on the fine copy the preprocessing keeps
+    (``keep_fine_image``): patches, network and patch decoding."""
     parser = _parser(overlays)
     fine = parser.get_parsed_content("preprocessing_fine", instantiate=True)
-    keep = [CopyItemsd("image", names="fine_image")] if refine else []
+    keep = [parser.get_parsed_content("keep_fine_image")] if refine else []
     load, preprocess = fine[0], fine[1:] + keep + parser.get_parsed_content("to_grid", instantiate=True)
     if network is None:
         network = parser.get_parsed_content("network_def")
@@ -145,16 +144,10 @@ def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, deco
     seconds = {"read": read_s, "preprocess": prep_s, "network": net_s, "decode": decode_s}
     parameters = sum(p.numel() for p in network.parameters())
     if refine:
-        refiner = parser.get_parsed_content("refiner_def")
-        step = RefineLandmarksd(
-            "fine_image",
-            refiner,
-            parser.get_parsed_content("refiner_codec"),
-            parser.get_parsed_content("patch_size"),
-            parser.get_parsed_content("fine_spacing"),
-        )
+        parser["refine"] = True  # the config's refinement step, with the shipped models/refiner.pt
+        step = parser.get_parsed_content("refine_landmarks")
         seconds["refine"], decoded = _median_seconds(lambda: step(decoded), repeats)
-        parameters += sum(p.numel() for p in refiner.parameters())
+        parameters += sum(p.numel() for p in step.network.parameters())
     landmarks = decoded["pred_landmarks"] if isinstance(decoded, dict) else decoded
     return {
         "configs": list(overlays),
