@@ -1,0 +1,17 @@
+"""Shape models of landmark configurations: plausibility, the expected position of a landmark given the others, and
+the anatomy's size (for an unknown pixel spacing)."""
+
+from .from_data import shape_model_from_datalist
+from .model import ShapeFit, ShapeModel, procrustes_align
+from .similarity import Similarity, fit_similarity, fit_similarity_robust, rotation_angle_deg
+
+__all__ = [
+    "ShapeFit",
+    "ShapeModel",
+    "Similarity",
+    "fit_similarity",
+    "fit_similarity_robust",
+    "procrustes_align",
+    "rotation_angle_deg",
+    "shape_model_from_datalist",
+]
