@@ -18,7 +18,6 @@ import itertools
 from typing import Sequence
 
 import torch
-from monai.networks.layers import separable_filtering
 from monai.networks.layers.convutils import gaussian_1d
 
 __all__ = ["GaussianHeatmapCodec"]
@@ -179,6 +178,79 @@ class GaussianHeatmapCodec:
             coords = _soft_argmax(maps, peak, spatial, self.soft_argmax_radius)
         return coords.reshape(*lead, dims), confidence.reshape(lead)
 
+    def candidates(
+        self, heatmaps: torch.Tensor, count: int = 5, min_distance: int = 2
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Several candidate positions per channel: the decoded landmark first (:meth:`decode`, the codec's method),
+        then the other local maxima, highest first, each refined by one Newton step on the log heatmap (DARK without
+        its blur). A local maximum is a pixel not exceeded within ``min_distance`` pixels (per axis); candidates closer
+        than that to the decoded landmark are left out. A second peak is how a landmark that the heatmap's maximum
+        misplaces (on a similar-looking structure) can still be found: a shape model chooses among them.
+
+        Args:
+            heatmaps: (..., K, *S) probabilities.
+            count: M, candidates per channel (>= 1).
+            min_distance: the local maxima's separation, in grid pixels (>= 1).
+
+        Returns:
+            coordinates (..., K, M, D) in grid pixels (NaN where a channel has fewer than M maxima) and scores
+            (..., K, M) (the heatmap's value at the maximum; 0 where there is none).
+        """
+        if count < 1 or min_distance < 1:
+            raise ValueError(f"count and min_distance must be >= 1, got {count} and {min_distance}.")
+        dims = self.spatial_dims
+        first, first_score = self.decode(heatmaps)
+        lead, spatial = heatmaps.shape[:-dims], tuple(heatmaps.shape[-dims:])
+        maps = heatmaps.detach().float().reshape(-1, *spatial)
+        coords = torch.full((maps.shape[0], count, dims), float("nan"))
+        scores = torch.zeros(maps.shape[0], count)
+        coords[:, 0], scores[:, 0] = first.reshape(-1, dims).cpu(), first_score.reshape(-1).cpu()
+        if count > 1:
+            peaks = _local_maxima(maps, min_distance) & (maps > 0)
+            values = torch.where(peaks, maps, torch.zeros_like(maps)).flatten(1)
+            top_values, top_index = values.topk(min(count + 1, values.shape[1]), dim=1)
+            positions = _unravel(top_index.reshape(-1), spatial).reshape(*top_index.shape, dims)  # (N, count+1, D)
+            steps = _newton_step(torch.log(maps.clamp_min(1e-10)), positions, spatial)
+            refined = (positions.float() + steps).cpu()
+            near_first = (refined - coords[:, :1]).abs().amax(-1) <= min_distance
+            for n in range(maps.shape[0]):
+                keep = [j for j in range(refined.shape[1]) if top_values[n, j] > 0 and not near_first[n, j]]
+                keep = keep[: count - 1]
+                coords[n, 1 : 1 + len(keep)] = refined[n, keep]
+                scores[n, 1 : 1 + len(keep)] = top_values[n, keep].cpu()
+        return coords.reshape(*lead, count, dims), scores.reshape(*lead, count)
+
+    def spread(self, heatmaps: torch.Tensor, coords: torch.Tensor, radius: int = 8) -> torch.Tensor:
+        """How wide each channel's heatmap is around its decoded point: the heatmap-weighted root-mean-square
+        distance from ``coords`` within ``radius`` pixels (per axis) of it, per axis (divided by sqrt(D)), in grid
+        pixels. A Gaussian of SD s gives about s (less where the window cuts it); a flat or double-peaked heatmap,
+        an ambiguous landmark, gives more. A difficulty signal for error radii.
+
+        Args:
+            heatmaps: (..., K, *S) probabilities; coords: (..., K, D) grid coordinates (e.g. from :meth:`decode`).
+            radius: the window's half-width in pixels (>= 1).
+
+        Returns:
+            (..., K) float32 (NaN where the window holds no positive value).
+        """
+        if radius < 1:
+            raise ValueError(f"radius must be >= 1, got {radius}.")
+        dims = self.spatial_dims
+        lead, spatial = heatmaps.shape[:-dims], tuple(heatmaps.shape[-dims:])
+        maps = heatmaps.detach().float().reshape(-1, *spatial)
+        points = torch.as_tensor(coords, dtype=torch.float32).reshape(-1, dims).to(maps.device)
+        span = range(-int(radius), int(radius) + 1)
+        offsets = torch.tensor(list(itertools.product(span, repeat=dims)), device=maps.device)  # (M, D)
+        centre = points.nan_to_num(0).round().long()
+        positions = centre[:, None, :] + offsets  # (N, M, D)
+        weights, _ = _gather(maps, positions, spatial)
+        weights = weights.clamp_min(0)
+        squared = ((positions.float() - points[:, None, :]) ** 2).sum(-1)
+        total = weights.sum(1)
+        value = torch.sqrt((weights * squared).sum(1) / total.clamp_min(1e-12) / dims)
+        value = torch.where((total > 0) & torch.isfinite(points).all(-1), value, torch.full_like(value, float("nan")))
+        return value.reshape(lead).cpu()
+
     def _blur_per_map(self, lead: tuple[int, ...], count: int) -> torch.Tensor:
         """DARK's blur (pixels) of each of the ``count`` maps of a (*lead, *S) batch, whose last lead axis is K."""
         if self.blur_sigma != "sigma":
@@ -195,15 +267,48 @@ class GaussianHeatmapCodec:
         """DARK on the maps blurred by ``blur_sigma`` pixels, except for peaks within ``2 * blur_sigma`` of the
         border, which keep the step taken on the unblurred map: the blur's zero padding would pull them up to a pixel
         inwards."""
-        dims = len(spatial)
-        kernel = gaussian_1d(torch.tensor(blur_sigma), truncated=4.0, approx="sampled").to(maps)
-        blurred = separable_filtering(maps[:, None], [kernel] * dims)[:, 0]
+        blurred = _gaussian_blur(maps, blur_sigma)
         peak = _unravel(blurred.flatten(1).argmax(1), spatial)
         coords = peak.float() + _newton_step(torch.log(blurred.clamp_min(1e-10)), peak, spatial)
         margin = 2.0 * blur_sigma
         size = torch.tensor(spatial, device=maps.device, dtype=coords.dtype)
         interior = ((peak >= margin) & (peak <= size - 1 - margin)).all(-1)
         return torch.where(interior[:, None], coords, unblurred)
+
+
+def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Maps (N, *S) convolved with MONAI's sampled Gaussian kernel (``gaussian_1d``, truncated at 4 sigma) on every
+    spatial axis, zero outside the grid: what MONAI's ``separable_filtering`` computes, by FFT, which is three
+    times faster on a 19 x 160 x 192 batch on the CPU (the decoder's largest cost)."""
+    dims = maps.ndim - 1
+    kernel = gaussian_1d(torch.tensor(float(sigma)), truncated=4.0, approx="sampled").to(maps)
+    radius = (len(kernel) - 1) // 2
+    spatial = maps.shape[1:]
+    padded_shape = [s + 2 * radius for s in spatial]
+    padded = torch.nn.functional.pad(maps, [radius] * (2 * dims))
+    transfer = None
+    for d, size in enumerate(padded_shape):
+        line = torch.zeros(size, dtype=maps.dtype, device=maps.device)
+        line[: len(kernel)] = kernel
+        line = torch.roll(line, -radius)
+        spectrum = torch.fft.rfft(line) if d == dims - 1 else torch.fft.fft(line)
+        spectrum = spectrum.reshape([-1 if a == d else 1 for a in range(dims)])
+        transfer = spectrum if transfer is None else transfer * spectrum
+    axes = tuple(range(-dims, 0))
+    blurred = torch.fft.irfftn(torch.fft.rfftn(padded, dim=axes) * transfer, s=padded_shape, dim=axes)
+    return blurred[(slice(None),) + tuple(slice(radius, radius + s) for s in spatial)]
+
+
+def _local_maxima(maps: torch.Tensor, distance: int) -> torch.Tensor:
+    """(N, *S) bool: a pixel not exceeded within ``distance`` pixels on every axis (a square window), by one
+    1-D max pool per axis (the same as one square pool, and 20 times faster on the CPU)."""
+    pooled = maps
+    width = 2 * int(distance) + 1
+    for axis in range(1, maps.ndim):
+        moved = pooled.movedim(axis, -1)
+        flat = torch.nn.functional.max_pool1d(moved.reshape(-1, 1, moved.shape[-1]), width, 1, int(distance))
+        pooled = flat.reshape(moved.shape).movedim(-1, axis)
+    return maps >= pooled
 
 
 def _unravel(flat_index: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
@@ -229,11 +334,23 @@ def _gather(maps: torch.Tensor, positions: torch.Tensor, spatial: tuple[int, ...
 
 
 def _newton_step(log_maps: torch.Tensor, peak: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
-    """DARK's step -H^{-1} g at ``peak`` from central differences of log_maps (N, *S); (N, D), see the class doc."""
+    """DARK's step -H^{-1} g at ``peak`` (N, D), or at several points per map (N, M, D), from central differences of
+    log_maps (N, *S); (N, D) or (N, M, D), see the class doc."""
+    if peak.ndim == 3:
+        count, points, dims = peak.shape
+        size = torch.tensor(spatial, device=peak.device)
+        offsets = torch.tensor(list(itertools.product((-1, 0, 1), repeat=dims)), device=peak.device)
+        values, _ = _gather(log_maps, (peak[:, :, None, :] + offsets).reshape(count, -1, dims), spatial)
+        return _step_from(values.reshape(count * points, -1).double(), peak.reshape(-1, dims), size).reshape(peak.shape)
     dims = len(spatial)
     offsets = torch.tensor(list(itertools.product((-1, 0, 1), repeat=dims)), device=peak.device)  # (3^D, D)
     values, _ = _gather(log_maps, peak[:, None, :] + offsets, spatial)  # (N, 3^D)
-    values = values.double()
+    return _step_from(values.double(), peak, torch.tensor(spatial, device=peak.device))
+
+
+def _step_from(values: torch.Tensor, peak: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """The Newton step from the 3^D log values around each of the (N, D) points ``peak`` (N, 3^D), float64."""
+    dims = peak.shape[-1]
 
     def at(offset: list[int]) -> torch.Tensor:
         index = sum((o + 1) * 3 ** (dims - 1 - d) for d, o in enumerate(offset))
@@ -252,7 +369,6 @@ def _newton_step(log_maps: torch.Tensor, peak: torch.Tensor, spatial: tuple[int,
             cross = (at(pp) - at(pm) - at([-v for v in pm]) + at([-v for v in pp])) / 4
             hessian[:, a, b] = hessian[:, b, a] = cross
 
-    size = torch.tensor(spatial, device=peak.device)
     usable = ((peak > 0) & (peak < size - 1)).all(-1) & (torch.linalg.eigvalsh(hessian) < 0).all(-1)
     safe_hessian = torch.where(
         usable[:, None, None], hessian, -torch.eye(dims, dtype=hessian.dtype, device=hessian.device)
