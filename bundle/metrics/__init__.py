@@ -2,5 +2,6 @@
 
 from .radial_error import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from .summary import summarise_errors
+from .trust import summarise_trust
 
-__all__ = ["MeanRadialError", "SuccessfulDetectionRate", "radial_errors", "summarise_errors"]
+__all__ = ["MeanRadialError", "SuccessfulDetectionRate", "radial_errors", "summarise_errors", "summarise_trust"]

@@ -1,0 +1,211 @@
+"""Calibrated error radii: the radius around each predicted landmark within which the true landmark lies with a
+stated probability, by split conformal prediction (Vovk et al. 2005; Angelopoulos and Bates 2021) with a
+per-landmark, per-image difficulty.
+
+Difficulty: ``g = exp(beta_0 * log(spread) + beta_1 * log(confidence))``, from the heatmap that placed the point
+(its width around the point in mm, :meth:`bundle.GaussianHeatmapCodec.spread`, and its peak), with ``beta`` from a
+least-squares fit of ``log(error)`` on those features with one intercept per landmark; each landmark then has a
+scale ``s_k`` (the geometric mean of its ``error / g``). The nonconformity score of landmark k of image i is
+``error_ik / (s_k * g_ik)``; the radius at coverage ``1 - alpha`` is ``q * s_k * g_ik``, ``q`` the
+``ceil((n + 1)(1 - alpha))``-th smallest of the n calibration scores. ``beta`` and ``s_k`` are fitted on the same
+calibration images, so each image's scores use a fit without that image (leave one image out, the jackknife), which
+keeps the scores honest about the fitted difficulty.
+
+The calibration images must neither train nor select the weights (never a test split). MONAI has no conformal
+calibration for point predictions, hence this module. NumPy, float64.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["ErrorCalibration", "FEATURES"]
+
+FORMAT = "coortransformer_landmarks error calibration"
+FEATURES = ("spread_mm", "confidence")
+_FLOOR = 1e-3  # features and errors are clipped here before logarithms (mm, or a heatmap peak)
+
+
+def _design(features: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(features, dtype=np.float64), _FLOOR, None))
+
+
+class ErrorCalibration:
+    """Per-landmark error radii from a conformal calibration (see the module docstring).
+
+    Args:
+        beta: (F,) the difficulty's exponents for :data:`FEATURES`.
+        scales: (K,) each landmark's scale ``s_k`` in mm.
+        quantiles: ``{coverage: q}``, e.g. ``{0.9: 2.3}``.
+        count: n, calibration scores (images x landmarks).
+        images: the calibration images' count.
+        description: where the calibration comes from (data, split, pipeline).
+    """
+
+    def __init__(
+        self,
+        beta: Sequence[float],
+        scales: Sequence[float],
+        quantiles: dict,
+        count: int,
+        images: int,
+        description: str = "",
+    ):
+        self.beta = np.asarray(beta, dtype=np.float64).reshape(-1)
+        if self.beta.shape != (len(FEATURES),):
+            raise ValueError(f"beta must have {len(FEATURES)} values ({', '.join(FEATURES)}), got {self.beta.shape}.")
+        self.scales = np.asarray(scales, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(self.scales) & (self.scales > 0)):
+            raise ValueError("every landmark scale must be a positive number.")
+        self.quantiles = {float(c): float(q) for c, q in quantiles.items()}
+        self.count, self.images, self.description = int(count), int(images), str(description)
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.scales)
+
+    # ------------------------------------------------------------------ fitting
+    @staticmethod
+    def _fit_difficulty(features: np.ndarray, errors: np.ndarray, landmarks: np.ndarray, count: int):
+        """beta (F,) and scales (K,) from (N, F) features, (N,) errors, (N,) landmark indices."""
+        x = _design(features)
+        y = np.log(np.clip(errors, _FLOOR, None))
+        dummies = np.eye(count)[landmarks]
+        solution, *_ = np.linalg.lstsq(np.concatenate([dummies, x], 1), y, rcond=None)
+        beta = solution[count:]
+        residual = y - x @ beta
+        sums = np.bincount(landmarks, residual, minlength=count)
+        counts = np.bincount(landmarks, minlength=count)
+        scales = np.exp(np.where(counts > 0, sums / np.maximum(counts, 1), residual.mean()))
+        return beta, scales
+
+    @classmethod
+    def fit(
+        cls,
+        errors: np.ndarray,
+        features: np.ndarray,
+        coverages: Sequence[float] = (0.8, 0.9, 0.95),
+        description: str = "",
+    ) -> "ErrorCalibration":
+        """Calibrate on (I, K) radial errors in mm and (I, K, F) features of I calibration images.
+
+        Raises:
+            ValueError: shapes disagree, fewer than 2 images, a non-finite value, or a coverage outside (0, 1), or one
+                that needs more scores than there are (``ceil((n + 1) c) > n``).
+        """
+        errors = np.asarray(errors, dtype=np.float64)
+        features = np.asarray(features, dtype=np.float64)
+        if errors.ndim != 2 or features.shape != (*errors.shape, len(FEATURES)):
+            raise ValueError(
+                f"errors must be (I, K) and features (I, K, {len(FEATURES)}), got {errors.shape} and {features.shape}."
+            )
+        images, count = errors.shape
+        if images < 2:
+            raise ValueError(f"a calibration needs at least 2 images, got {images}.")
+        if not (np.isfinite(errors).all() and np.isfinite(features).all()):
+            raise ValueError("calibration errors and features must be finite (every landmark visible).")
+        landmarks = np.tile(np.arange(count), images)
+        scores = np.empty((images, count))
+        for i in range(images):  # leave image i out of the difficulty fit that scores it
+            keep = np.ones(images, bool)
+            keep[i] = False
+            beta, scales = cls._fit_difficulty(
+                features[keep].reshape(-1, len(FEATURES)),
+                errors[keep].reshape(-1),
+                np.tile(np.arange(count), images - 1),
+                count,
+            )
+            scores[i] = errors[i] / (scales * np.exp(_design(features[i]) @ beta))
+        beta, scales = cls._fit_difficulty(features.reshape(-1, len(FEATURES)), errors.reshape(-1), landmarks, count)
+        flat = np.sort(scores.reshape(-1))
+        n = len(flat)
+        quantiles = {}
+        for coverage in coverages:
+            rank = math.ceil((n + 1) * float(coverage))
+            if not 0 < coverage < 1 or rank > n:
+                raise ValueError(
+                    f"coverage {coverage} needs more than the {n} calibration scores (or is not in (0, 1))."
+                )
+            quantiles[float(coverage)] = float(flat[rank - 1])
+        return cls(beta, scales, quantiles, n, images, description)
+
+    # ------------------------------------------------------------------ use
+    def radius(self, features: np.ndarray, coverage: float = 0.9) -> np.ndarray:
+        """(..., K) radii in mm for (..., K, F) features, at a calibrated ``coverage``.
+
+        Raises:
+            ValueError: the coverage was not calibrated, or the features have another landmark count.
+        """
+        if float(coverage) not in self.quantiles:
+            raise ValueError(f"coverage {coverage} is not calibrated (calibrated: {sorted(self.quantiles)}).")
+        features = np.asarray(features, dtype=np.float64)
+        if features.shape[-2:] != (self.num_landmarks, len(FEATURES)):
+            raise ValueError(f"features must be (..., {self.num_landmarks}, {len(FEATURES)}), got {features.shape}.")
+        return self.quantiles[float(coverage)] * self.scales * np.exp(_design(features) @ self.beta)
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict:
+        return {
+            "features": list(FEATURES),
+            "beta": self.beta.tolist(),
+            "scales_mm": self.scales.tolist(),
+            "quantiles": {str(c): q for c, q in sorted(self.quantiles.items())},
+            "count": self.count,
+            "images": self.images,
+            "description": self.description,
+        }
+
+    def save(self, path: str | os.PathLike, pipeline: str) -> None:
+        """Write this calibration into ``path`` under ``pipeline`` (e.g. ``"both_stages"``), keeping the file's other
+        pipelines: the features differ between the pipelines (the refiner's heatmap, or the first stage's)."""
+        path = Path(path)
+        data = {"format": FORMAT, "pipelines": {}}
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if isinstance(old, dict) and old.get("format") == FORMAT:
+                data = old
+        data["pipelines"][str(pipeline)] = self.to_dict()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(json.dumps(data, indent=4) + "\n")  # the model zoo's JSON style
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, pipeline: str, num_landmarks: int | None = None) -> "ErrorCalibration":
+        """Read the calibration of ``pipeline`` from a file written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: no such file. LookupError: the file has no calibration of that pipeline.
+            ValueError: not a calibration of this bundle, or one of another landmark count than the network's (naming
+                both).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no error calibration at {path}.")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: cannot read the error calibration ({type(e).__name__}: {e}).") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("pipelines"), dict):
+            raise ValueError(f"{path}: not an error calibration of this bundle (format {FORMAT!r}).")
+        entry = data["pipelines"].get(str(pipeline))
+        if entry is None:
+            raise LookupError(f"{path} calibrates {sorted(data['pipelines'])}, not {pipeline!r}.")
+        if list(entry.get("features", [])) != list(FEATURES):
+            raise ValueError(
+                f"{path}: the {pipeline!r} calibration uses features {entry.get('features')}, not {FEATURES}."
+            )
+        if num_landmarks is not None and len(entry["scales_mm"]) != int(num_landmarks):
+            raise ValueError(
+                f"{path}: the calibration has {len(entry['scales_mm'])} landmarks, the network {num_landmarks}."
+            )
+        quantiles = {float(c): q for c, q in entry["quantiles"].items()}
+        return cls(
+            entry["beta"], entry["scales_mm"], quantiles, entry["count"], entry["images"], entry.get("description", "")
+        )

@@ -1,0 +1,88 @@
+"""Conformal error radii: the quantile rule, coverage on exchangeable data, difficulty, and the file."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from bundle.uncertainty import ErrorCalibration
+
+
+def _data(images: int, seed: int, count: int = 5):
+    """Errors whose scale is a per-landmark constant times a difficulty that the features carry exactly:
+    error = s_k * spread * |N(0, 1)|, features (spread, confidence = 0.5)."""
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(0.5, 2.0, count)
+    spread = rng.uniform(0.5, 3.0, (images, count))
+    errors = scales * spread * np.abs(rng.normal(size=(images, count)))
+    features = np.stack([spread, np.full_like(spread, 0.5)], -1)
+    return errors, features
+
+
+def test_the_quantile_is_the_rank_conformal_prediction_asks_for():
+    # every difficulty equal: scores are the errors over one fitted scale, and q the ceil((n + 1) c)-th of them
+    errors = np.arange(1.0, 41.0).reshape(20, 2)
+    features = np.ones((20, 2, 2))
+    calibration = ErrorCalibration.fit(errors, features, coverages=(0.9,))
+    radii = calibration.radius(features[0], 0.9)
+    n = errors.size
+    rank = math.ceil((n + 1) * 0.9)
+    assert radii[0] / calibration.scales[0] == pytest.approx(calibration.quantiles[0.9])
+    # the radius of landmark 0 covers the errors of landmark 0 at about the stated rate on these very images
+    assert np.mean(errors[:, 0] <= radii[0]) >= 0.85 and rank == 37
+
+
+def test_radii_cover_fresh_exchangeable_data_at_the_stated_rate():
+    errors, features = _data(200, 0)
+    calibration = ErrorCalibration.fit(errors, features, coverages=(0.8, 0.9, 0.95))
+    assert calibration.beta[0] == pytest.approx(1.0, abs=0.15)  # the spread carries the difficulty, linearly
+    fresh_errors, fresh_features = _data(4000, 1)
+    for coverage in (0.8, 0.9, 0.95):
+        covered = fresh_errors <= calibration.radius(fresh_features, coverage)
+        assert covered.mean() == pytest.approx(coverage, abs=0.03)
+        assert np.abs(covered.mean(0) - coverage).max() < 0.06  # each landmark, not only on average
+
+
+def test_harder_landmarks_get_wider_radii():
+    errors, features = _data(300, 2)
+    calibration = ErrorCalibration.fit(errors, features)
+    easy, hard = features[0].copy(), features[0].copy()
+    hard[:, 0] *= 2.0  # twice the heatmap's spread
+    assert np.all(calibration.radius(hard) > 1.8 * calibration.radius(easy))
+    assert np.all(np.diff(calibration.scales) > 0)  # landmark scales 0.5 .. 2.0 in that order
+
+
+def test_bad_calibration_data_is_refused():
+    errors, features = _data(10, 3)
+    with pytest.raises(ValueError, match="must be"):
+        ErrorCalibration.fit(errors, features[..., :1])
+    with pytest.raises(ValueError, match="at least 2 images"):
+        ErrorCalibration.fit(errors[:1], features[:1])
+    bad = errors.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        ErrorCalibration.fit(bad, features)
+    with pytest.raises(ValueError, match="more than the 50"):
+        ErrorCalibration.fit(errors, features, coverages=(0.99,))
+
+
+def test_the_file_holds_one_calibration_per_pipeline(tmp_path):
+    path = tmp_path / "calibration.json"
+    errors, features = _data(30, 4)
+    both = ErrorCalibration.fit(errors, features, description="both")
+    first = ErrorCalibration.fit(errors * 2, features, description="first")
+    both.save(path, "both_stages")
+    first.save(path, "first_stage")
+    assert set(json.loads(path.read_text())["pipelines"]) == {"both_stages", "first_stage"}
+    loaded = ErrorCalibration.load(path, "first_stage", num_landmarks=5)
+    np.testing.assert_allclose(loaded.radius(features[0]), first.radius(features[0]))
+    assert loaded.description == "first"
+    with pytest.raises(LookupError, match="not 'other'"):
+        ErrorCalibration.load(path, "other")
+    with pytest.raises(ValueError, match="the calibration has 5 landmarks, the network 19"):
+        ErrorCalibration.load(path, "both_stages", num_landmarks=19)
+    with pytest.raises(FileNotFoundError):
+        ErrorCalibration.load(tmp_path / "none.json", "both_stages")
+    with pytest.raises(ValueError, match="not calibrated"):
+        loaded.radius(features[0], 0.5)
