@@ -16,7 +16,7 @@ The version is the bundle's (``configs/metadata.json``); the package keeps no se
 
 from . import sigma, transforms
 from .codecs import GaussianHeatmapCodec
-from .data import LandmarkCacheDataset, check_datalist, inference_list, load_datalist
+from .data import LandmarkCacheDataset, check_datalist, datalist_file, inference_list, load_datalist
 from .handlers import (
     BestModelSaver,
     LandmarkReportWriter,
@@ -52,6 +52,7 @@ __all__ = [
     "SuccessfulDetectionRate",
     "SuccessfulDetectionRateHandler",
     "check_datalist",
+    "datalist_file",
     "LandmarkCacheDataset",
     "check_outputs",
     "inference_list",

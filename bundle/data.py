@@ -29,10 +29,20 @@ from .io import (
 from .io.files import refuse_existing
 from .transforms.image import FinitePixelsd, PixelSpacingd, SqueezeSpatiald
 
-__all__ = ["load_datalist", "check_datalist", "inference_list", "LandmarkCacheDataset"]
+__all__ = ["datalist_file", "load_datalist", "check_datalist", "inference_list", "LandmarkCacheDataset"]
 
 PATH_KEYS = ("image", "landmarks")
 logger = logging.getLogger(__name__)
+
+
+DATALIST_NAME = "datalist.json"
+
+
+def datalist_file(path: str | os.PathLike) -> str:
+    """The datalist a config's ``dataset_dir`` names: the file itself, or ``datalist.json`` in the folder (as the
+    preparation scripts write it)."""
+    path = Path(path)
+    return str(path / DATALIST_NAME if path.is_dir() else path)
 
 
 def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str | os.PathLike | None = None) -> list:
@@ -167,8 +177,8 @@ def inference_list(
     """Entries ``{"image": ..., "spacing": ...}`` to run inference on.
 
     Args:
-        source: a folder (every image file in it, sorted by name), one image file, or a datalist JSON (its ``key``
-            list).
+        source: a folder of images (every image file in it, sorted by name), a folder holding a ``datalist.json``
+            (its ``key`` list), one image file, or a datalist JSON (its ``key`` list).
         spacing: mm per pixel for entries that do not give one (needed for PNG/JPEG/BMP/TIFF; files with geometry
             keep their own).
         key: the datalist list to use.
@@ -187,6 +197,8 @@ def inference_list(
         entries = [{"image": str(source)}]
     elif source.is_file():
         entries = load_datalist(source, key, base_dir)
+    elif source.is_dir() and (source / DATALIST_NAME).is_file():
+        entries = load_datalist(source / DATALIST_NAME, key, base_dir)
     elif source.is_dir():
         files = sorted(p for p in source.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
         entries = [{"image": str(p)} for p in files]

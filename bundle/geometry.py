@@ -15,7 +15,7 @@ from monai.data.utils import to_affine_nd
 from monai.transforms import ApplyTransformToPoints
 from monai.utils import convert_to_tensor
 
-__all__ = ["map_points", "spacing_affine", "affine_spacing", "picture_spacing"]
+__all__ = ["map_points", "spacing_affine", "affine_spacing", "picture_spacing", "array_frame"]
 
 
 def map_points(points, affine, invert: bool = False) -> torch.Tensor:
@@ -52,6 +52,18 @@ def affine_spacing(affine, spatial_dims: int) -> torch.Tensor:
     ``spatial_dims`` columns. Float64 on the CPU."""
     affine = convert_to_tensor(affine, track_meta=False).detach().cpu().double()
     return torch.linalg.vector_norm(affine[:spatial_dims, :spatial_dims], dim=0)
+
+
+def array_frame(points, affine) -> torch.Tensor:
+    """(..., D) world mm -> millimetres along the array axes of the grid with this affine: grid index times spacing.
+
+    This is the frame a network sees: a mirrored or rotated image gives a mirrored or rotated configuration in it,
+    whatever the file's header says, which is what shape models judge (:mod:`bundle.shape`). Float64 on the CPU.
+    """
+    points = convert_to_tensor(points, track_meta=False).detach().cpu().double()
+    dims = points.shape[-1]
+    grid = map_points(points.reshape(-1, dims), affine, invert=True)
+    return (grid * affine_spacing(affine, dims)).reshape(points.shape)
 
 
 def picture_spacing(image) -> list | None:

@@ -46,9 +46,6 @@ def write_cephalometric(folder: Path, root: Path = REPO) -> Path:
     _write_json(folder / "configs" / "train.json", train)
     shutil.copy2(root / "configs" / "metadata.json", folder / "configs" / "metadata.json")
     _copy_weights(root / "models" / "model.pt", folder)
-    refiner = root / "models" / "refiner.pt"
-    if refiner.is_file():  # the refinement stage: inference.json refines when it is beside model.pt
-        shutil.copy2(refiner, folder / "models" / "refiner.pt")
     return folder
 
 
@@ -111,9 +108,25 @@ def _copy_code(folder: Path, root: Path) -> None:
             shutil.copy2(source, target)
 
 
+# what inference reads beside model.pt: the refinement stage (refines when present), the shape model (the trust
+# checks need it) and the error calibration (radii are null without it)
+COMPANIONS = ("refiner.pt", "shape_model.json", "calibration.json")
+
+
 def _copy_weights(weights: Path, folder: Path) -> None:
+    """``weights`` to ``models/model.pt``, with the companions found beside them; without a shape model the served
+    inference.json switches the trust checks off (they would fail on every request)."""
     (folder / "models").mkdir(parents=True, exist_ok=True)
     shutil.copy2(weights, folder / "models" / "model.pt")
+    for name in COMPANIONS:
+        if (weights.parent / name).is_file():
+            shutil.copy2(weights.parent / name, folder / "models" / name)
+    if not (folder / "models" / "shape_model.json").is_file():
+        path = folder / "configs" / "inference.json"
+        inference = json.loads(path.read_text())
+        inference["trust"] = False
+        _write_json(path, inference)
+        print(f"{weights.parent} holds no shape_model.json: {folder.name} serves without the trust checks")
 
 
 def _write_json(path: Path, content: dict) -> None:

@@ -26,7 +26,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE_NAME = "coortransformer_landmarks"  # the folder name: MONAI Label reads a task type from it (not "detection")
-INCLUDE = ("LICENSE", "configs", "bundle", "scripts", "docs", "data/demo", "data/afids")
+# the shape model and the error calibration are small JSON files beside the weights: they go in as they are
+INCLUDE = (
+    "LICENSE", "configs", "bundle", "scripts", "docs", "data/demo", "data/afids", "models/shape_model.json",
+    "models/calibration.json",
+)  # fmt: skip
 EXCLUDE_SCRIPTS = ("package_zoo.py",)  # packaging is for this repository, not for the bundle's users
 WEIGHTS = ("models/model.pt", "models/model.ts", "models/refiner.pt")
 
@@ -52,7 +56,14 @@ TEST_CASE_1 = [  # train, evaluate: one epoch on the synthetic demo data that sh
 ]
 
 TEST_CASE_2 = [  # inference with the default (cephalometric) config on the demo images, without loading weights
-    {{"grid_size": [32, 32], "handlers#0#_disabled_": True, "dataset_dir": BUNDLE_ROOT + "/data/demo/images"}}
+    {{
+        "grid_size": [32, 32],
+        "handlers#0#_disabled_": True,
+        "first_stage#weights": None,
+        "shape_model_file": BUNDLE_ROOT + "/models/shape_model.json",
+        "calibration_file": BUNDLE_ROOT + "/models/calibration.json",
+        "dataset_dir": BUNDLE_ROOT + "/data/demo/images",
+    }}
 ]
 
 

@@ -239,9 +239,8 @@ def test_bad_inference_input_fails_in_one_line_before_writing(case, tmp_path):
     build, expected = INFERENCE[case]
     source, extra = build(tmp_path)
     before = _files(tmp_path / "out")
-    result = _bundle(
-        "inference", ["inference.json"], ["--dataset_dir", source, "--output_dir", tmp_path / "out", *extra], tmp_path
-    )
+    args = ["--dataset_dir", source, "--output_dir", tmp_path / "out", "--ckpt_dir", REPO_ROOT / "models", *extra]
+    result = _bundle("inference", ["inference.json"], args, tmp_path)
     assert result.returncode != 0
     last = _last_line(result)
     assert re.fullmatch(r"error: .*" + expected + r".*", last), last

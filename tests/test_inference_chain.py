@@ -18,6 +18,7 @@ PLACED = [(835.0, 996.0), (100.3, 2300.7), (1900.2, 50.5), (967.0, 1199.5)]  # o
 def _run_inference(tmp_path, images, **overrides) -> None:
     """``configs/inference.json`` on the folder ``images``, weights from ``tmp_path/models``, outputs to
     ``tmp_path/out``, with ``overrides`` of config ids."""
+    settings = {"trust": False, **overrides}  # the stubs' points form no anatomy a shape model could judge
     workflow = ConfigWorkflow(
         config_file=str(CONFIGS / "inference.json"),
         workflow_type="infer",
@@ -25,7 +26,7 @@ def _run_inference(tmp_path, images, **overrides) -> None:
         dataset_dir=str(images),
         output_dir=str(tmp_path / "out"),
         ckpt_dir=str(tmp_path / "models"),
-        **overrides,
+        **settings,
     )
     workflow.initialize()
     workflow.run()

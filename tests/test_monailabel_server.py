@@ -174,9 +174,12 @@ def test_2d_infer_returns_a_label_image_and_the_landmarks_twice_writing_nothing_
     results = [json.loads(_infer(server, CEPH, image, "json")) for _ in range(2)]
     assert results[0]["landmarks"] == results[1]["landmarks"]
     result = results[0]
-    assert result["spacing"] == [0.1, 0.1] and result["spacing_assumed"] is True
+    # a synthetic picture, not a cephalogram: the spacing stays assumed, and every landmark is flagged
+    assert result["spacing"] == [0.1, 0.1] and result["spacing_source"] == "assumed"
+    assert result["plausible"] is False and result["orientation"] == "as_acquired"
     assert [item["index"] for item in result["landmarks"]] == list(range(19))
-    assert all({"name", "pixel", "world", "confidence", "visible"} <= set(item) for item in result["landmarks"])
+    fields = {"name", "pixel", "world", "confidence", "visible", "error_radius_mm", "review", "review_reasons"}
+    assert all(fields <= set(item) and item["review"] for item in result["landmarks"])
     # the same content as the bundle's own inference JSON for the same image (another torch release: tolerances)
     source = server["studies"] / f"{image}.png"
     _bundle(
@@ -184,7 +187,8 @@ def test_2d_infer_returns_a_label_image_and_the_landmarks_twice_writing_nothing_
         "--dataset_dir", str(source), "--output_dir", str(tmp_path / "own"), cwd=REPO,
     )  # fmt: skip
     own = json.loads((tmp_path / "own" / f"{image}.json").read_text())
-    assert own["spacing"] == result["spacing"] and own["spacing_assumed"] == result["spacing_assumed"]
+    for key in ("spacing", "spacing_source", "orientation", "plausible", "error_radius_coverage"):
+        assert own[key] == result[key], key
     for mine, served_item in zip(own["landmarks"], result["landmarks"]):
         assert mine["name"] == served_item["name"] and mine["index"] == served_item["index"]
         np.testing.assert_allclose(mine["pixel"], served_item["pixel"], atol=1e-2)

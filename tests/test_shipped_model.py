@@ -91,7 +91,9 @@ def test_a_folder_of_plain_images_gets_the_19_landmarks_at_an_assumed_spacing(tm
     Image.fromarray(rng.integers(0, 255, (480, 387), dtype=np.uint8)).save(folder / "ceph.png")  # 1/5 ISBI size
     _infer(folder, tmp_path / "out")
     result = json.loads((tmp_path / "out" / "ceph.json").read_text())
-    assert result["spacing"] == [0.1, 0.1] and result["spacing_assumed"] is True
+    # noise is no cephalogram: the spacing stays assumed (nothing to estimate it from), and all is flagged
+    assert result["spacing"] == [0.1, 0.1] and result["spacing_source"] == "assumed" and result["plausible"] is False
+    assert all(item["review"] and "image_implausible" in item["review_reasons"] for item in result["landmarks"])
     assert [item["name"] for item in result["landmarks"]] == _inference_config()["landmark_names"]
     for item in result["landmarks"]:
         assert item["world"] == pytest.approx([0.1 * p for p in item["pixel"]])

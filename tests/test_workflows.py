@@ -51,6 +51,7 @@ def _workflow(configs, workflow_type, root: Path, **overrides) -> ConfigWorkflow
 
 
 DEMO = ["train.json", "demo.json"]  # the README's demo training
+EVALUATE = ["inference.json", "demo.json", "evaluate.json"]  # its evaluation
 
 
 def _network(*configs: str) -> torch.nn.Module:
@@ -140,14 +141,17 @@ def test_a_stopped_training_resumes_and_continues_the_epoch_count(trained, tmp_p
 
 
 def test_evaluate_writes_per_image_errors_and_a_report(trained, tmp_path):
-    _run(_workflow([*DEMO, "evaluate.json"], "eval", trained, output_dir=str(tmp_path)))
+    _run(_workflow(EVALUATE, "infer", trained, output_dir=str(tmp_path)))
     rows = (tmp_path / "landmark_errors.csv").read_text().splitlines()
-    assert rows[0].split(",")[1:] == json.loads((CONFIGS / "demo.json").read_text())["landmark_names"]
+    names = json.loads((CONFIGS / "demo.json").read_text())["landmark_names"]
+    assert rows[0].split(",")[1:] == names + [f"{n} radius" for n in names] + [f"{n} review" for n in names]
     assert len(rows) == 1 + 2  # two test images
     report = json.loads((tmp_path / "landmark_report.json").read_text())
     assert report["images"] == 2 and set(report["sdr"]) == {"2", "2.5", "3", "4"} and len(report["per_landmark"]) == 6
+    # no calibration beside these weights: no radius covers anything, and the report says so rather than 0 %
+    assert report["trust"]["coverage"] is None and len(report["trust"]["per_landmark"]) == 6
     with pytest.raises(Exception) as raised:
-        _run(_workflow([*DEMO, "evaluate.json"], "eval", trained, output_dir=str(tmp_path)))
+        _run(_workflow(EVALUATE, "infer", trained, output_dir=str(tmp_path)))
     assert "landmark_errors.csv" in _messages(raised.value) and "--overwrite true" in _messages(raised.value)
 
 
@@ -165,7 +169,7 @@ def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path)
     assert len(outputs) == 8
     assert len(list(tmp_path.glob("*.mrk.json"))) == 8 and len(list(tmp_path.glob("*_overlay.png"))) == 8
     table = (tmp_path / "landmarks.csv").read_text().splitlines()
-    assert table[0] == "image,index,name,x_px,y_px,x_mm,y_mm,confidence" and len(table) == 1 + 8 * 6
+    assert table[0].startswith("image,index,name,x_px,y_px,x_mm,y_mm,confidence,") and len(table) == 1 + 8 * 6
     result = json.loads(outputs[0].read_text())
     # the markups of a PNG are in 3D Slicer's frame of the picture (1 mm per pixel, LPS along the pixel axes)
     markups = tmp_path / outputs[0].name.replace(".json", ".mrk.json")
@@ -173,7 +177,7 @@ def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path)
     np.testing.assert_allclose(slicer.coordinates, [item["world"] for item in result["landmarks"]], atol=1e-9)
     positions = [p["position"][:2] for p in json.loads(markups.read_text())["markups"][0]["controlPoints"]]
     np.testing.assert_allclose(positions, [[-x, -y] for x, y in (i["pixel"] for i in result["landmarks"])], atol=1e-6)
-    assert result["spacing"] == [0.5, 0.5] and result["spacing_assumed"] is False and len(result["landmarks"]) == 6
+    assert result["spacing"] == [0.5, 0.5] and result["spacing_source"] == "given" and len(result["landmarks"]) == 6
     for landmark in result["landmarks"]:
         assert landmark["pixel"] == pytest.approx([w / 0.5 for w in landmark["world"]])
         assert 0.0 <= landmark["confidence"] <= 1.0
@@ -182,7 +186,8 @@ def test_inference_writes_landmarks_in_pixels_and_millimetres(trained, tmp_path)
 @pytest.mark.parametrize("config, workflow_type", [("train.json", "train"), ("inference.json", "infer")])
 def test_check_properties_is_empty(config, workflow_type, trained, tmp_path):
     dataset_dir = trained / "data" if workflow_type == "train" else trained / "data" / "images"
-    workflow = _workflow([config, "demo.json"], workflow_type, tmp_path, dataset_dir=str(dataset_dir))
+    models = {"ckpt_dir": str(trained / "models")} if workflow_type == "infer" else {}  # its shape model
+    workflow = _workflow([config, "demo.json"], workflow_type, tmp_path, dataset_dir=str(dataset_dir), **models)
     workflow.initialize()
     assert not workflow.check_properties()
 
@@ -304,16 +309,30 @@ def test_metadata_describes_the_network():
     assert metadata["pytorch_version"] == torch.__version__.split("+")[0]
 
 
-def test_inference_config_agrees_with_training():
+# keys that train.json and inference.json both hold but mean to differ, and why
+DIFFERENT_BY_DESIGN = {
+    "assumed_spacing": "inference assumes ISBI's 0.1 mm/px for bare pictures; training assumes none",
+    "imports": "each imports what its own expressions use",
+    "initialize": "training seeds with @seed, inference with 0",
+    "num_workers": "inference reads the next image beside the networks on the CPU; training caches its data",
+    "output_dir": "runs/train and runs/inference",
+    "run": "each runs its own engine",
+}
+
+
+def test_every_key_copied_between_the_configs_is_equal():
+    """One definition of the network, its preprocessing, codec and decoding: train.json, refiner.json and
+    inference.json each must stand alone (MONAI runs one config), so they hold copies, and this keeps every copy
+    equal, not a chosen few."""
     train = json.loads((CONFIGS / "train.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
-    shared = ("network_def", "load_image", "grid_size", "landmark_names", "num_landmarks", "spatial_dims")
-    refiner = ("refiner_def", "refiner_codec", "patch_size", "fine_spacing", "refine_landmarks")
-    for key in shared + refiner + ("preprocessing_fine", "to_grid"):
+    refiner = json.loads((CONFIGS / "refiner.json").read_text())
+    shared = set(train) & set(inference)
+    assert {"network_def", "heatmap_codec", "decode", "preprocessing_fine", "to_grid", "landmark_names"} <= shared
+    for key in sorted(shared - set(DIFFERENT_BY_DESIGN)):
         assert inference[key] == train[key], key
-    # the same preprocessing; only the spacing assumed for images without geometry may differ (inference assumes
-    # the ISBI 0.1 mm/px for bare image paths, training assumes none unless a served MONAI Label folder sets it)
-    assert inference["preprocessing_base"] == train["preprocessing_base"]
+    for key in sorted(set(refiner) & set(inference) - {"network_def", "heatmap_codec", "output_dir", "_desc_"}):
+        assert inference[key] == refiner[key], key  # the refiner's definition, as trained and as used
     assert train["assumed_spacing"] is None and inference["assumed_spacing"] == [0.1, 0.1]
 
 

@@ -1,18 +1,21 @@
 """Ignite handlers of the bundle."""
 
 from .adaptive_sigma import AdaptiveSigmaHandler
+from .calibration import ErrorCalibrationWriter
 from .checkpoint import BestModelSaver, ResumeCheckpointSaver
 from .files import LandmarkFileSaver
 from .finite import NonFiniteGuard
 from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from .random_state import RandomStates
 from .report import LandmarkReportWriter
+from .shape_model import ShapeModelWriter
 from .table import LandmarkTableWriter
 from .validation import PeriodicValidationHandler
 
 __all__ = [
     "AdaptiveSigmaHandler",
     "BestModelSaver",
+    "ErrorCalibrationWriter",
     "LandmarkFileSaver",
     "LandmarkReportWriter",
     "LandmarkTableWriter",
@@ -21,5 +24,6 @@ __all__ = [
     "PeriodicValidationHandler",
     "RandomStates",
     "ResumeCheckpointSaver",
+    "ShapeModelWriter",
     "SuccessfulDetectionRateHandler",
 ]

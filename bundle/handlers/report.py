@@ -11,7 +11,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..io.files import refuse_existing
-from ..metrics import summarise_errors
+from ..metrics import summarise_errors, summarise_trust
 
 __all__ = ["LandmarkReportWriter"]
 
@@ -21,7 +21,10 @@ class LandmarkReportWriter:
     ``landmark_report.json`` (MRE ± SD and SDR at each radius, overall and per landmark) when the evaluator completes.
 
     It takes the (N, K) errors that :class:`bundle.MeanRadialErrorHandler` keeps in ``engine.state.metric_details``
-    (``save_details=True``), and the image file names of the evaluated batches, in the same order.
+    (``save_details=True``), and the image file names of the evaluated batches, in the same order. Where the outputs
+    carry error radii and review flags (:class:`bundle.transforms.FlagLandmarksd`), the report adds ``"trust"``: their
+    coverage and what the flags catch (:func:`bundle.metrics.summarise_trust`), and the CSV a ``radius`` and a
+    ``review`` column per landmark.
 
     Args:
         output_dir: where the two files go; existing files are refused at the start unless ``overwrite``.
@@ -45,6 +48,8 @@ class LandmarkReportWriter:
         self.radii = [float(r) for r in radii]
         self.overwrite = overwrite
         self.images: list[str] = []
+        self.radii_mm: list[list[float]] = []
+        self.review: list[list[bool]] = []
 
     @property
     def paths(self) -> tuple[Path, Path]:
@@ -57,13 +62,18 @@ class LandmarkReportWriter:
 
     def _started(self, engine: Engine) -> None:
         refuse_existing(self.paths, self.overwrite, "pass --overwrite true or another --output_dir.")
-        self.images = []
+        self.images, self.radii_mm, self.review = [], [], []
 
     def _collect_names(self, engine: Engine) -> None:
         batch = engine.state.batch
         items = batch if isinstance(batch, list) else [batch]
         for item in items:
             self.images.append(str(item["image"].meta.get("filename_or_obj", len(self.images))))
+        output = engine.state.output
+        for item in output if isinstance(output, list) else [output]:
+            if "pred_review" in item:
+                self.radii_mm.append(torch.as_tensor(item["pred_error_radius"]).double().tolist())
+                self.review.append(torch.as_tensor(item["pred_review"]).bool().tolist())
 
     def _write(self, engine: Engine) -> None:
         errors = engine.state.metric_details.get(self.metric_name)
@@ -78,10 +88,19 @@ class LandmarkReportWriter:
             )
         self.output_dir.mkdir(parents=True, exist_ok=True)
         csv_path, json_path = self.paths
+        trust = len(self.review) == len(self.images) > 0
         with open(csv_path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["image", *self.landmark_names])
-            for name, row in zip(self.images, errors.tolist()):
-                writer.writerow([name, *(f"{e:.4f}" for e in row)])
+            header = ["image", *self.landmark_names]
+            if trust:
+                header += [f"{n} radius" for n in self.landmark_names] + [f"{n} review" for n in self.landmark_names]
+            writer.writerow(header)
+            for i, (name, row) in enumerate(zip(self.images, errors.tolist())):
+                cells = [name, *(f"{e:.4f}" for e in row)]
+                if trust:
+                    cells += [f"{r:.3f}" for r in self.radii_mm[i]] + [int(r) for r in self.review[i]]
+                writer.writerow(cells)
         report = summarise_errors(errors, self.landmark_names, self.radii)
+        if trust:
+            report["trust"] = summarise_trust(errors.numpy(), self.radii_mm, self.review, self.landmark_names)
         json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from ignite.engine import Engine, Events
 
 from ..io.files import refuse_existing
@@ -16,13 +15,16 @@ __all__ = ["LandmarkTableWriter"]
 
 
 class LandmarkTableWriter:
-    """Collect the decoded landmarks of every image (``pred_landmarks``, ``pred_pixels``, ``pred_confidence`` from
-    :class:`bundle.transforms.DecodeLandmarksd`) and write ``<output_dir>/landmarks.csv`` when the run completes:
-    one row per image and landmark, ``image,index,name,x_px,y_px[,z_px],x_mm,y_mm[,z_mm],confidence``.
+    """Collect every image's result record (``result``, from :class:`bundle.transforms.LandmarkResultd`) and write
+    ``<output_dir>/landmarks.csv`` when the run completes: one row per image and landmark,
+    ``image,index,name,x_px,y_px[,z_px],x_mm,y_mm[,z_mm],confidence,visible,error_radius_mm,review,``
+    ``spacing_x,spacing_y[,spacing_z],spacing_source,orientation``: pixels of the file (x = column), world mm, the
+    spacing used (mm per pixel) and where it came from, the orientation found. An empty ``error_radius_mm`` means
+    no calibration; a landmark outside the image keeps its coordinates with ``visible`` 0.
 
     Args:
         output_dir: destination; an existing table is refused at the start unless ``overwrite``.
-        landmark_names: K names.
+        landmark_names: K names (checked against the records').
         filename: the table's name.
         overwrite: replace an existing table.
     """
@@ -33,7 +35,7 @@ class LandmarkTableWriter:
         self.path = Path(output_dir) / filename
         self.landmark_names = [str(n) for n in landmark_names]
         self.overwrite = overwrite
-        self.rows: list[list] = []
+        self.records: list[dict] = []
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._started)
@@ -42,22 +44,21 @@ class LandmarkTableWriter:
 
     def _started(self, engine: Engine) -> None:
         refuse_existing(self.path, self.overwrite, "pass --overwrite true or another --output_dir.")
-        self.rows = []
+        self.records = []
 
     def _collect(self, engine: Engine) -> None:
         output = engine.state.output
         for item in output if isinstance(output, list) else [output]:
-            image = str(item["image"].meta.get("filename_or_obj", ""))
-            world = torch.as_tensor(item["pred_landmarks"]).double().tolist()
-            pixels = torch.as_tensor(item["pred_pixels"]).double().tolist()
-            confidence = torch.as_tensor(item["pred_confidence"]).double().tolist()
-            for k, name in enumerate(self.landmark_names):
-                self.rows.append([image, k, name, *pixels[k], *world[k], confidence[k]])
+            record = item["result"]
+            names = [landmark["name"] for landmark in record["landmarks"]]
+            if names != self.landmark_names:
+                raise ValueError(f"{record['image']}: landmarks {names}, expected {self.landmark_names}.")
+            self.records.append(record)
 
     def _write(self, engine: Engine) -> None:
-        if not self.rows:
+        if not self.records:
             return
-        dims = (len(self.rows[0]) - 4) // 2
+        dims = len(self.records[0]["spacing"])
         axes = "xyz"[:dims]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(f".{self.path.name}.partial")  # renamed when complete: never half a table
@@ -65,7 +66,19 @@ class LandmarkTableWriter:
             writer = csv.writer(f)
             writer.writerow(
                 ["image", "index", "name", *(f"{a}_px" for a in axes), *(f"{a}_mm" for a in axes), "confidence"]
+                + ["visible", "error_radius_mm", "review", *(f"spacing_{a}" for a in axes)]
+                + ["spacing_source", "orientation"]
             )
-            for row in self.rows:
-                writer.writerow(row[:3] + [f"{v:.4f}" for v in row[3:-1]] + [f"{row[-1]:.4f}"])
+            for record in self.records:
+                tail = [*(f"{v:.6g}" for v in record["spacing"]), record["spacing_source"], record["orientation"]]
+                for landmark in record["landmarks"]:
+                    radius = landmark.get("error_radius_mm")
+                    writer.writerow(
+                        [record["image"], landmark["index"], landmark["name"]]
+                        + [f"{v:.4f}" for v in landmark["pixel"]]
+                        + [f"{v:.4f}" for v in landmark["world"]]
+                        + [f"{landmark['confidence']:.4f}", int(landmark["visible"])]
+                        + ["" if radius is None else f"{radius:.3f}", int(landmark["review"])]
+                        + tail
+                    )
         os.replace(partial, self.path)

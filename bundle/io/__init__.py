@@ -1,10 +1,21 @@
 """Landmark file input and output, and image file names."""
 
-from .images import IMAGE_SUFFIXES, NO_GEOMETRY_SUFFIXES, colliding_stems, image_filename, output_paths, output_stem
+from .images import (
+    DICOM_SUFFIXES,
+    IMAGE_SUFFIXES,
+    NO_GEOMETRY_SUFFIXES,
+    colliding_stems,
+    dicom_spacing,
+    image_filename,
+    loaded_shape,
+    output_paths,
+    output_stem,
+)
 from .landmarks import LandmarkFileError, Landmarks, landmark_format, landmarks_record, read_landmarks, write_landmarks
 from .picture_reader import GreyPictureReader, load_image_grey_pictures
 
 __all__ = [
+    "DICOM_SUFFIXES",
     "IMAGE_SUFFIXES",
     "GreyPictureReader",
     "load_image_grey_pictures",
@@ -12,9 +23,11 @@ __all__ = [
     "LandmarkFileError",
     "Landmarks",
     "colliding_stems",
+    "dicom_spacing",
     "image_filename",
     "landmark_format",
     "landmarks_record",
+    "loaded_shape",
     "output_paths",
     "output_stem",
     "read_landmarks",

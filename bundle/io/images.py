@@ -7,17 +7,67 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["NO_GEOMETRY_SUFFIXES", "IMAGE_SUFFIXES", "image_filename", "output_stem", "output_paths", "colliding_stems"]
+import numpy as np
+
+__all__ = [
+    "NO_GEOMETRY_SUFFIXES",
+    "DICOM_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "image_filename",
+    "loaded_shape",
+    "output_stem",
+    "output_paths",
+    "colliding_stems",
+    "dicom_spacing",
+]
 
 # formats whose files carry no pixel spacing: the datalist, the command line or an explicit assumption must give it
 NO_GEOMETRY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-IMAGE_SUFFIXES = NO_GEOMETRY_SUFFIXES + (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".dcm")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES = NO_GEOMETRY_SUFFIXES + (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd") + DICOM_SUFFIXES
 
 
 def image_filename(image) -> str:
     """The file a loaded image (a MONAI MetaTensor) was read from, for messages and output names."""
     meta = getattr(image, "meta", None) or {}
     return str(meta.get("filename_or_obj", "<image>"))
+
+
+# DICOM's spacing tags as MONAI's ITK reader keeps them in the metadata: "row spacing\\column spacing", mm
+DICOM_SPACING_TAGS = (("0028|0030", "PixelSpacing"), ("0018|1164", "ImagerPixelSpacing"))
+
+
+def dicom_spacing(image) -> tuple[list[float], str] | None:
+    """A loaded DICOM picture's pixel spacing (x, y) in mm, from its header, and the tag it came from:
+    PixelSpacing (0028,0030), calibrated where present, else ImagerPixelSpacing (0018,1164), the detector's (digital
+    radiography stores that one, and ITK reads only it for DX images, which turns a DX file with PixelSpacing alone
+    into 1 mm pixels). None when the image has neither (not a DICOM, or one without a spacing).
+    """
+    meta = getattr(image, "meta", None) or {}
+    for tag, name in DICOM_SPACING_TAGS:
+        value = meta.get(tag)
+        if value is None:
+            continue
+        try:
+            row, column = (float(v) for v in str(value).strip().split("\\")[:2])
+        except ValueError:
+            continue
+        if row > 0 and column > 0:
+            return [column, row], name
+    return None
+
+
+def loaded_shape(image, spatial_dims: int) -> list[int]:
+    """The spatial shape of a loaded image's file, its first ``spatial_dims`` axes (MONAI's ``meta["spatial_shape"]``,
+    which resampling leaves as it was): the extent of the original pixels.
+
+    Raises:
+        ValueError: the image has no ``meta["spatial_shape"]`` (it was not loaded by ``LoadImaged``).
+    """
+    meta = getattr(image, "meta", None) or {}
+    if "spatial_shape" not in meta:
+        raise ValueError(f"{image_filename(image)}: no meta['spatial_shape'] (the shape as loaded by LoadImaged).")
+    return [int(n) for n in np.asarray(meta["spatial_shape"]).reshape(-1)[:spatial_dims]]
 
 
 def output_stem(path: str | os.PathLike) -> str:

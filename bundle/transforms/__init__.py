@@ -1,6 +1,7 @@
 """MONAI dictionary transforms, by stage: image preprocessing, landmark targets, decoding, outputs."""
 
 from .decode import DecodeLandmarksd
+from .first_stage import ORIENTATIONS, EstimateSpacingd, FindOrientationd, FirstStagePass, orient
 from .image import (
     AsGreyscaled,
     FinitePixelsd,
@@ -14,7 +15,9 @@ from .label_map import LandmarkLabelMapd
 from .landmarks import GaussianHeatmapd, LandmarksToGridd, LoadLandmarksd
 from .output import LandmarkResultd, SaveLandmarksd
 from .patches import RandLandmarkPatchesd, patch_affines, sample_patches
+from .plausibility import PlausibleLandmarksd
 from .refine import DecodePatchLandmarkd, RefineLandmarksd, decode_patches
+from .review import REVIEW_REASONS, ErrorRadiusd, FlagLandmarksd
 
 __all__ = [
     "AsGreyscaled",
@@ -34,6 +37,15 @@ __all__ = [
     "LandmarksToGridd",
     "GaussianHeatmapd",
     "DecodeLandmarksd",
+    "PlausibleLandmarksd",
+    "FirstStagePass",
+    "FindOrientationd",
+    "EstimateSpacingd",
+    "ORIENTATIONS",
+    "orient",
+    "ErrorRadiusd",
+    "FlagLandmarksd",
+    "REVIEW_REASONS",
     "SaveLandmarksd",
     "LandmarkResultd",
     "LandmarkLabelMapd",

@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Resize, SpatialPad, SqueezeDim
 
 from ..geometry import affine_spacing
-from ..io import NO_GEOMETRY_SUFFIXES, image_filename
+from ..io import DICOM_SUFFIXES, NO_GEOMETRY_SUFFIXES, dicom_spacing, image_filename
 
 __all__ = [
     "AsGreyscaled",
@@ -106,11 +106,16 @@ class PixelSpacingd(MapTransform):
     """Record the pixel spacing in the image's affine, and remember the loaded affine as ``meta["source_affine"]``.
 
     PNG/JPEG/BMP/TIFF carry no spacing (MONAI loads them with an identity affine): the datalist's ``spacing`` (mm per
-    pixel, array-axis order x, y) is written into the affine's diagonal. Formats with geometry (NIfTI, MHA, DICOM) keep
+    pixel, array-axis order x, y) is written into the affine's diagonal. A 2D DICOM's spacing comes from its header's
+    PixelSpacing or else ImagerPixelSpacing (:func:`bundle.io.dicom_spacing`; ITK reads only the latter for DX
+    images), and one with neither counts as a picture without geometry. Formats with geometry (NIfTI, MHA, DICOM) keep
     their header's affine; a ``spacing`` given beside them must agree with it (relative 1e-3), else the entry is
     wrong and this raises. A geometry-less image without ``spacing`` raises, unless ``default_spacing`` is set: then
-    that spacing is *assumed*, ``meta["spacing_assumed"]`` says so (``False`` otherwise) and a warning is logged once,
-    so that outputs can record it (millimetres on an assumed spacing are only as right as the assumption).
+    that spacing is *assumed* and a warning is logged once (millimetres on an assumed spacing are only as right as
+    the assumption; :class:`~bundle.transforms.EstimateSpacingd` may replace it by one estimated from the anatomy).
+
+    ``meta["spacing_source"]`` says where the spacing came from, for the outputs: ``"file"`` (the header),
+    ``"given"`` (the entry's ``spacing``) or ``"assumed"``.
 
     Args:
         keys: image keys (channel-first MetaTensors).
@@ -140,17 +145,26 @@ class PixelSpacingd(MapTransform):
             dims = image.ndim - 1
             affine = image.affine.clone().double()
             has_geometry = not image_filename(image).lower().endswith(NO_GEOMETRY_SUFFIXES)
-            spacing, assumed = d.get(self.spacing_key), False
+            if image_filename(image).lower().endswith(DICOM_SUFFIXES):
+                from_header = dicom_spacing(image) if dims == 2 else None
+                if dims == 2 and from_header is None:
+                    has_geometry = False  # a DICOM picture without a spacing tag: ITK's 1 mm would be a guess
+                elif from_header is not None:  # the header's spacing, along the directions ITK read
+                    directions = affine[:dims, :dims] / affine_spacing(affine, dims)
+                    affine[:dims, :dims] = directions * torch.as_tensor(from_header[0], dtype=torch.float64)
+                    image.affine = affine
+            spacing = d.get(self.spacing_key)
+            source = "file" if has_geometry else "given"
             if spacing is None and not has_geometry:
                 if self.default_spacing is None:
                     raise ValueError(
                         f"{image_filename(image)}: this format has no pixel spacing; give 'spacing' in the datalist."
                     )
-                spacing, assumed = self.default_spacing, True
+                spacing, source = self.default_spacing, "assumed"
                 if not self._warned:
                     logger.warning(
-                        f"{image_filename(image)} has no pixel spacing: assuming {list(spacing)} mm per pixel (x, y) for "
-                        "it and every such image; outputs say 'spacing_assumed'. Give --spacing to set it."
+                        f"{image_filename(image)} has no pixel spacing: assuming {list(spacing)} mm per pixel (x, y) "
+                        "for it and every such image; outputs say 'spacing_source'. Give --spacing to set it."
                     )
                     self._warned = True
             if spacing is not None:
@@ -170,7 +184,7 @@ class PixelSpacingd(MapTransform):
                     affine[:dims, :dims] = torch.diag(spacing_t)
                     image.affine = affine
             image.meta["source_affine"] = image.affine.clone()
-            image.meta["spacing_assumed"] = assumed
+            image.meta["spacing_source"] = source
             d[key] = image
         return d
 
@@ -252,11 +266,11 @@ class FitToGridd(MapTransform):
     of the grid with zeros (centred), with MONAI's :class:`Resize` (anti-aliased) and :class:`SpatialPad`, which
     update the affine.
 
-    The grid pixel is ``grid_spacing`` mm when the image's spacing is known (``meta["spacing_assumed"]`` false), so
-    that anatomy has the same size in grid pixels whatever the machine's pixel size, as in training; an image too
-    large for the grid at that spacing, or one whose spacing was assumed (its size in mm is then a guess), is scaled
-    to fit the grid instead. A stretch to a fixed grid, as before, would distort an image of another aspect ratio and
-    everything the network learnt about shapes with it.
+    The grid pixel is ``grid_spacing`` mm when the image's spacing is known (``meta["spacing_source"]`` is not
+    ``"assumed"``), so that anatomy has the same size in grid pixels whatever the machine's pixel size, as in
+    training; an image too large for the grid at that spacing, or one whose spacing was assumed (its size in mm is
+    then a guess), is scaled to fit the grid instead. A stretch to a fixed grid, as before, would distort an image of
+    another aspect ratio and everything the network learnt about shapes with it.
 
     Args:
         keys: image keys (channel-first MetaTensors whose affine holds the spacing: after :class:`PixelSpacingd`).
@@ -286,7 +300,7 @@ class FitToGridd(MapTransform):
                 raise ValueError(f"{image_filename(image)}: {len(shape)}D image for a {len(self.grid_size)}D grid.")
             extent = [s * c for s, c in zip(shape, affine_spacing(image.affine, len(shape)).tolist())]  # mm
             fit = max(e / g for e, g in zip(extent, self.grid_size))
-            known = self.grid_spacing is not None and not image.meta.get("spacing_assumed", False)
+            known = self.grid_spacing is not None and image.meta.get("spacing_source") != "assumed"
             scale = max(fit, self.grid_spacing) if known else fit
             size = [min(g, max(1, round(e / scale))) for e, g in zip(extent, self.grid_size)]
             image = Resize(spatial_size=size, mode="bilinear", anti_aliasing=True)(image)

@@ -17,7 +17,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from ..geometry import affine_spacing
-from ..io import image_filename
+from ..io import image_filename, loaded_shape
 
 __all__ = ["LandmarkLabelMapd", "landmark_label_map"]
 
@@ -89,6 +89,8 @@ class LandmarkLabelMapd(MapTransform):
         extension: the label file type when none is asked for (NIfTI: 3D Slicer opens it over 2D pictures and volumes
             alike).
         extension_key: the data key MONAI Label's writer reads the file type from.
+        visible_key: (K,) bool beside the pixels (:class:`FlagLandmarksd`'s ``pred_visible``); landmarks not visible
+            (outside the image) get no disk. Absent key: every landmark gets one.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class LandmarkLabelMapd(MapTransform):
         output_keys: Sequence[str] = ("label", "pred"),
         extension: str = ".nii.gz",
         extension_key: str = "result_extension",
+        visible_key: str | None = "pred_visible",
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
@@ -106,21 +109,19 @@ class LandmarkLabelMapd(MapTransform):
             raise ValueError(f"radius_mm must be a positive number, got {radius_mm!r}.")
         self.ref_key, self.radius_mm = ref_key, float(radius_mm)
         self.output_keys = [output_keys] if isinstance(output_keys, str) else list(output_keys)
-        self.extension, self.extension_key = extension, extension_key
+        self.extension, self.extension_key, self.visible_key = extension, extension_key, visible_key
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             image = d[self.ref_key]
             dims = image.ndim - 1
-            if "spatial_shape" not in image.meta:
-                raise ValueError(
-                    f"{image_filename(image)}: no meta['spatial_shape'] (the shape as loaded by LoadImaged)."
-                )
-            shape = [int(n) for n in np.asarray(image.meta["spatial_shape"]).reshape(-1)[:dims]]
+            shape = loaded_shape(image, dims)
             source = torch.as_tensor(image.meta.get("source_affine", image.affine)).double().cpu()
             spacing = affine_spacing(source, dims).numpy()
-            pixels = torch.as_tensor(d[key]).double().cpu().numpy()
+            pixels = torch.as_tensor(d[key]).double().cpu().numpy().copy()
+            if self.visible_key is not None and self.visible_key in d:
+                pixels[~np.asarray(d[self.visible_key], bool)] = np.nan  # left out of the label image
             labels = landmark_label_map(pixels, shape, spacing, self.radius_mm)
             label = MetaTensor(torch.from_numpy(labels), affine=source.clone())
             for output_key in self.output_keys:

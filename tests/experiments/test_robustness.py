@@ -1,11 +1,12 @@
-"""The robustness perturbations change what they say and keep the geometry right (the truth stays in world mm)."""
+"""The robustness perturbations change what they say, keep the geometry right (the truth stays in world mm), and
+make the new files they stand for (mirrored, turned, of unknown spacing) with the affine that maps them back."""
 
 import pytest
 import torch
 from monai.data import MetaTensor
 
 from bundle.geometry import affine_spacing, map_points
-from scripts.robustness import PERTURBATIONS, Perturbd
+from experiments.robustness import PERTURBATIONS, Perturbd
 
 
 def _image():
@@ -35,6 +36,28 @@ def test_geometric_perturbations_keep_world_positions():
     assert wide.shape == (1, 670, 84) and float(wide[0, 70:].abs().max()) == 0
     point = torch.tensor([[12.0, 30.0]])
     torch.testing.assert_close(map_points(point, wide.affine), map_points(point, original.affine))
+    cropped = Perturbd("crop_top")(_image())["image"]  # 40 mm off the top: 400 rows of 0.1 mm... of 84
+    assert cropped.meta["spatial_shape"] == list(cropped.shape[1:])
+
+
+@pytest.mark.parametrize("kind", ["mirrored", "rotated_90", "rotated_180", "unknown_0.125"])
+def test_a_new_file_has_a_plain_affine_and_maps_back_to_the_truth(kind):
+    original = _image()["image"]
+    made = Perturbd(kind)(_image())["image"]
+    # a file of its own: its spacing (given, or for "unknown" the 0.1 mm assumed) and its first pixel at the origin
+    plain = torch.eye(3, dtype=torch.float64)
+    plain[0, 0] = plain[1, 1] = 0.1
+    torch.testing.assert_close(made.affine, plain)
+    torch.testing.assert_close(made.meta["source_affine"], plain)
+    assert made.meta.get("spacing_source") == ("assumed" if kind.startswith("unknown") else None)
+    # a pixel of the new file, through the kept affine, is where the same anatomy is in the original
+    brightest = torch.nonzero(made[0] == made[0].max())[0].double()
+    torch.testing.assert_close(
+        map_points(brightest[None], made.meta["truth_affine"]),
+        map_points(torch.tensor([[69.0, 83.0]], dtype=torch.float64), original.affine),
+        atol=0.2,
+        rtol=0,
+    )
 
 
 def test_an_unknown_perturbation_is_refused():

@@ -24,6 +24,7 @@ from bundle.handlers import (
     ResumeCheckpointSaver,
     SuccessfulDetectionRateHandler,
 )
+from bundle.transforms import LandmarkResultd
 
 
 class CountingEvaluator(Evaluator):
@@ -88,19 +89,44 @@ def test_the_report_writer_writes_per_image_errors_and_the_summary(tmp_path):
 
 def test_the_table_writer_writes_one_row_per_image_and_landmark_and_nothing_partial(tmp_path):
     image = MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": "/d/x.png"})
-    output = {
+    image.meta["source_affine"] = torch.diag(torch.tensor([0.1, 0.2, 1.0, 1.0], dtype=torch.float64))
+    image.meta["spacing_source"] = "estimated"
+    data = {
         "image": image,
         "pred_landmarks": torch.tensor([[1.0, 2.0], [3.0, 4.0]]),
         "pred_pixels": torch.tensor([[10.0, 20.0], [30.0, 40.0]]),
         "pred_confidence": torch.tensor([0.9, 0.5]),
+        "pred_error_radius": torch.tensor([1.25, float("nan")]),
+        "pred_review": torch.tensor([False, True]),
+        "pred_visible": torch.tensor([True, False]),
+        "orientation": "mirrored",
     }
+    output = LandmarkResultd("pred_landmarks", ["a", "b"])(data)
     engine = Engine(lambda e, b: [output])
     LandmarkTableWriter(str(tmp_path), ["a", "b"]).attach(engine)
     engine.run([0], max_epochs=1)
     rows = list(csv.reader((tmp_path / "landmarks.csv").open()))
-    assert rows[0] == ["image", "index", "name", "x_px", "y_px", "x_mm", "y_mm", "confidence"]
-    assert rows[2] == ["/d/x.png", "1", "b", "30.0000", "40.0000", "3.0000", "4.0000", "0.5000"]
+    assert rows[0] == [
+        "image", "index", "name", "x_px", "y_px", "x_mm", "y_mm", "confidence", "visible", "error_radius_mm",
+        "review", "spacing_x", "spacing_y", "spacing_source", "orientation",
+    ]  # fmt: skip
+    assert rows[1][8:] == ["1", "1.250", "0", "0.1", "0.2", "estimated", "mirrored"]
+    # a point outside the image keeps its coordinates; no radius is an empty cell, not NaN
+    assert rows[2] == [
+        "/d/x.png", "1", "b", "30.0000", "40.0000", "3.0000", "4.0000", "0.5000", "0", "", "1", "0.1", "0.2",
+        "estimated", "mirrored",
+    ]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["landmarks.csv"]  # no temporary file left
+
+
+def test_the_table_writer_refuses_records_of_other_landmarks(tmp_path):
+    image = MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": "/d/x.png"})
+    data = {"image": image, "pred_landmarks": torch.zeros(2, 2), "pred_pixels": torch.zeros(2, 2)}
+    output = LandmarkResultd("pred_landmarks", ["a", "c"])({**data, "pred_confidence": torch.ones(2)})
+    engine = Engine(lambda e, b: [output])
+    LandmarkTableWriter(str(tmp_path), ["a", "b"]).attach(engine)
+    with pytest.raises(ValueError, match="expected"):
+        engine.run([0], max_epochs=1)
 
 
 def test_the_best_model_saver_keeps_its_best_across_a_resume_and_says_what_it_saved(tmp_path):

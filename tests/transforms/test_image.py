@@ -53,7 +53,7 @@ def test_finite_and_integer_images_pass_unchanged():
 def _picture(shape, spacing, assumed=False):
     affine = torch.diag(torch.tensor([*spacing, 1.0], dtype=torch.float64))
     image = MetaTensor(torch.rand(1, *shape), affine=affine, meta={"filename_or_obj": "p.png"})
-    image.meta["spacing_assumed"] = assumed
+    image.meta["spacing_source"] = "assumed" if assumed else "given"
     return image
 
 

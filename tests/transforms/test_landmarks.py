@@ -115,7 +115,8 @@ def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram
     save(d)
     result = json.loads((tmp_path / "out" / "001.json").read_text())
     assert result["image"].endswith("001.png") and result["spacing"] == pytest.approx([0.1, 0.1])
-    assert result["spacing_assumed"] is False
+    assert result["spacing_source"] == "given" and result["orientation"] == "as_acquired"
+    assert result["units"]["world"].startswith("mm") and result["units"]["pixel"].startswith("pixels")
     (landmark,) = result["landmarks"]
     assert landmark["name"] == "sella" and landmark["index"] == 0
     assert landmark["pixel"] == pytest.approx(list(ISBI_POINT_PX), abs=0.01)
@@ -125,19 +126,62 @@ def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram
         save(d)
 
 
+def _overlay_case(tmp_path, image=None, **extra):
+    affine = torch.diag(torch.tensor([0.3, 0.3, 1.0], dtype=torch.float64))
+    if image is None:
+        image = MetaTensor(torch.zeros(1, 200, 120), affine=affine, meta={"filename_or_obj": str(tmp_path / "c.png")})
+        image.meta["spatial_shape"] = [200, 120]
+    world = torch.tensor([[15.0, 9.0], [45.0, 27.0]], dtype=torch.float64)  # pixels (50, 30) and (150, 90)
+    d = {"image": image, "pred_landmarks": world, "pred_pixels": world / 0.3, "pred_confidence": torch.ones(2)}
+    SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path), landmark_names=["a", "b"])({**d, **extra})
+    return np.asarray(Image.open(tmp_path / "c_overlay.png"))
+
+
+def _colour(picture, rgb):
+    return np.abs(picture.astype(int) - np.array(rgb)).sum(-1) < 30
+
+
 def test_the_overlay_marks_each_landmark_where_it_is(tmp_path):
+    from bundle.transforms.output import FLAGGED, NORMAL
+
+    picture = _overlay_case(
+        tmp_path,
+        pred_review=torch.tensor([False, True]),
+        pred_error_radius=torch.tensor([3.0, float("nan")]),  # mm: 10 pixels of 0.3 mm
+    )
+    assert picture.shape == (120, 200, 3)  # the original image's size (rows = y, columns = x)
+    green, red = _colour(picture, NORMAL), _colour(picture, FLAGGED)
+    assert green[30, 50] and red[90, 150]  # a dot on each point: flagged in red, the other in green
+    assert green[30, 60] and green[30, 40] and not green[30, 45]  # landmark 0's radius: a ring of 10 pixels
+    assert not red[90, 160] and not red[90, 140]  # no radius, no ring
+    assert green[:40, :60].any() and red[10:, :60].any()  # the legend, top left, the flagged name in red
+
+
+def test_the_overlay_shows_a_mirrored_view_as_the_file_is(tmp_path):
+    from monai.transforms import Flip
+
+    from bundle.transforms.output import NORMAL
+
     affine = torch.diag(torch.tensor([0.3, 0.3, 1.0], dtype=torch.float64))
     image = MetaTensor(torch.zeros(1, 200, 120), affine=affine, meta={"filename_or_obj": str(tmp_path / "c.png")})
-    world = torch.tensor([[15.0, 9.0], [45.0, 27.0]], dtype=torch.float64)  # pixels (50, 30) and (150, 90)
-    d = {"image": image, "pred_landmarks": world, "pred_pixels": world / 0.1, "pred_confidence": torch.ones(2)}
-    SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path), landmark_names=["a", "b"])(d)
-    picture = np.asarray(Image.open(tmp_path / "c_overlay.png"))
-    assert picture.shape == (120, 200, 3)  # rows = y, columns = x
-    red = (picture[..., 0] > 200) & (picture[..., 1] < 100)
-    for x, y in ((50, 30), (150, 90)):
-        ring = red[y - 6 : y + 7, x - 6 : x + 7]
-        assert ring.any() and not red[y, x]  # a circle around the point, not on it
-    assert not red[:, 70:130].any()  # nothing between the two
+    image[0, 5, 110] = 1.0  # a bright pixel near the file's bottom-left corner
+    image.meta["spatial_shape"], image.meta["source_affine"] = [200, 120], affine.clone()
+    view = Flip(spatial_axis=0)(image)  # the mirrored view, as FindOrientationd hands it on
+    picture = _overlay_case(tmp_path, image=view, pred_review=torch.tensor([False, False]))
+    assert picture[110, 5].min() > 200 and picture[110, 194].max() < 50  # the file's orientation, not the view's
+    assert _colour(picture, NORMAL)[30, 50]  # and the landmarks where they are in the file
+
+
+def test_the_overlay_keeps_the_original_size_up_to_a_limit(tmp_path):
+    affine = torch.diag(torch.tensor([0.9, 0.9, 1.0], dtype=torch.float64))  # a 3x coarser copy in memory
+    image = MetaTensor(torch.zeros(1, 200, 120), affine=affine, meta={"filename_or_obj": str(tmp_path / "c.png")})
+    image.meta["spatial_shape"] = [600, 360]
+    assert _overlay_case(tmp_path, image=image).shape == (360, 600, 3)
+    image.meta["spatial_shape"] = [6000, 3600]
+    (tmp_path / "c.json").unlink()
+    for name in ("c.mrk.json", "c_overlay.png"):
+        (tmp_path / name).unlink()
+    assert _overlay_case(tmp_path, image=image).shape == (720, 1200, 3)  # overlay_size: 1200 on the long side
 
 
 def test_default_spacing_serves_bare_image_paths_and_says_it_was_assumed(cephalogram_like, tmp_path, caplog):
@@ -148,16 +192,16 @@ def test_default_spacing_serves_bare_image_paths_and_says_it_was_assumed(cephalo
         d = spacing(dict(loaded))
         spacing(dict(loaded))
     torch.testing.assert_close(d["image"].affine[:2, :2], torch.diag(torch.tensor([0.1, 0.2])).double())
-    assert d["image"].meta["spacing_assumed"] is True
-    assert [r.getMessage() for r in caplog.records if "assuming [0.1, 0.2] mm per pixel" in r.getMessage()] != []
-    assert len(caplog.records) == 1  # once per run, not once per image
+    assert d["image"].meta["spacing_source"] == "assumed"
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("bundle")]
+    assert len(ours) == 1 and "assuming [0.1, 0.2] mm per pixel" in ours[0]  # once per run, not once per image
     # a spacing the entry gives is not assumed, and wins over the default
     d = spacing({**load({"image": cephalogram_like["image"]}), "spacing": [0.3, 0.3]})
-    assert d["image"].meta["spacing_assumed"] is False and float(d["image"].affine[0, 0]) == 0.3
+    assert d["image"].meta["spacing_source"] == "given" and float(d["image"].affine[0, 0]) == 0.3
     # a file with geometry keeps its own spacing: the default is never applied to it
     nib.save(nib.Nifti1Image(np.zeros((4, 4), np.float32), np.diag([0.25, 0.25, 1.0, 1.0])), tmp_path / "x.nii.gz")
     d = PixelSpacingd("image", default_spacing=[0.1, 0.1])(load({"image": str(tmp_path / "x.nii.gz")}))
-    assert d["image"].meta["spacing_assumed"] is False
+    assert d["image"].meta["spacing_source"] == "file"
     torch.testing.assert_close(d["image"].affine[:2, :2], torch.diag(torch.tensor([0.25, 0.25])).double())
 
 
@@ -167,7 +211,7 @@ def test_a_failure_while_saving_leaves_no_file_behind(tmp_path, cephalogram_like
     d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
     d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", output_key="pred")(d))
 
-    def broken(image, points, output):
+    def broken(image, points, output, **kwargs):
         output.write_bytes(b"half a PNG")
         raise OSError("disk full")
 

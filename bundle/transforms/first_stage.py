@@ -1,0 +1,264 @@
+"""The first stage run again on another view of the image, when its first answer is implausible: another orientation
+(a mirrored or rotated radiograph), or another scale (a pixel spacing estimated from the anatomy).
+
+Each view is the fine image (:class:`ResampleToSpacingd`'s copy) flipped, rotated or relabelled with MONAI's own
+transforms, which update its affine, so decoded points land in world mm of the file as they always do, and pixels
+in the file's own pixels. MONAI has no test-time search over orientations or scales, hence these transforms.
+Conventions: see :mod:`bundle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, Hashable, Mapping, Sequence
+
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import Flip, MapTransform, Rotate90
+
+from ..geometry import affine_spacing
+from ..io import image_filename
+from .plausibility import load_shape_model
+
+__all__ = ["FirstStagePass", "FindOrientationd", "EstimateSpacingd", "ORIENTATIONS", "orient"]
+
+logger = logging.getLogger(__name__)
+
+# how an image may differ from the view the network expects; each is undone by the transform that follows it
+ORIENTATIONS = ("as_acquired", "mirrored", "rotated_90", "rotated_180", "rotated_270")
+WORLD_KEYS = ("pred_landmarks", "pred_candidates")  # the decoded keys in world mm, relabelled with the spacing
+
+
+def orient(image: MetaTensor, orientation: str) -> MetaTensor:
+    """The view of ``image`` (C, *S) that undoes ``orientation`` (one of :data:`ORIENTATIONS`), which names how the
+    image differs from the view the network expects: ``"mirrored"``, the first array axis reversed (x, the columns of
+    a 2D picture: a patient facing left), undone by flipping it back; ``"rotated_k"``, the picture turned k degrees
+    clockwise as displayed (MONAI's :class:`Rotate90` with k / 90 quarter turns from axis 0, x, towards axis 1, y,
+    which point right and down), undone by as many quarter turns back. The affine follows, so the anatomy keeps its
+    world coordinates.
+
+    Raises:
+        ValueError: an unknown orientation, or a rotation of an image that is not 2D.
+    """
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}.")
+    if orientation == "as_acquired":
+        return image
+    if orientation == "mirrored":
+        return Flip(spatial_axis=0)(image)
+    if image.ndim - 1 != 2:
+        raise ValueError(f"{orientation!r} is a rotation of a 2D image; this image is {image.ndim - 1}D.")
+    return Rotate90(k=4 - int(orientation.split("_")[1]) // 90, spatial_axes=(0, 1))(image)
+
+
+class FirstStagePass:
+    """The first stage on one view of the image: the view onto the network's grid, the network, the decoding and the
+    shape model's judgement, as the inference config chains them.
+
+    Args:
+        network: the first stage, (B, C, *S) -> (B, K, *S) logits.
+        to_grid: the transforms that put the fine image on the network's grid (the config's ``to_grid``).
+        decode: the post-processing transforms from logits to judged landmarks (sigmoid, :class:`DecodeLandmarksd`,
+            :class:`PlausibleLandmarksd`).
+        weights: a state dict file (``models/model.pt``) loaded into ``network`` here, and again when the file changes:
+            MONAI Label runs the bundle's network from its own copy, not this one, and fine-tunes it (None: the
+            network is used as it is).
+        image_key: where the grid image goes (the post-processing's reference image); pred_key: the logits.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        to_grid: Sequence[Callable],
+        decode: Sequence[Callable],
+        weights: str | os.PathLike | None = None,
+        image_key: str = "image",
+        pred_key: str = "pred",
+    ):
+        self.network, self.to_grid, self.decode = network, list(to_grid), list(decode)
+        self.weights, self.image_key, self.pred_key = weights, image_key, pred_key
+        self._stamp = None
+
+    def _load(self) -> None:
+        if self.weights is None:
+            return
+        if not os.path.isfile(self.weights):
+            raise FileNotFoundError(f"the first stage's weights {self.weights} are missing.")
+        stamp = os.stat(self.weights).st_mtime_ns
+        if stamp != self._stamp:
+            device = next(self.network.parameters()).device
+            self.network.load_state_dict(torch.load(self.weights, map_location=device, weights_only=True))
+            self._stamp = stamp
+
+    def __call__(self, data: Mapping, view: MetaTensor) -> dict:
+        """``data`` with the grid image, the logits and every decoded key replaced by those of ``view`` (the fine
+        image, as the network should see it)."""
+        self._load()
+        d = dict(data)
+        d[self.image_key] = view
+        for transform in self.to_grid:
+            d = transform(d)
+        self.network.eval()
+        device = next(self.network.parameters()).device
+        with torch.inference_mode():
+            d[self.pred_key] = self.network(torch.as_tensor(d[self.image_key])[None].to(device))[0]
+        for transform in self.decode:
+            d = transform(d)
+        return d
+
+
+def _ranking(d: Mapping) -> tuple:
+    """Which of two judged passes is better: plausible first, then more inliers, then fewer implausible landmarks,
+    then a higher mean confidence."""
+    implausible = torch.as_tensor(d.get("shape_implausible", torch.zeros(0)))
+    confidence = torch.as_tensor(d.get("pred_confidence", torch.zeros(1)), dtype=torch.float64)
+    return (
+        bool(d.get("shape_plausible", False)),
+        int(d.get("shape_inliers", 0)),
+        -int(implausible.sum()),
+        float(confidence.mean()),
+    )
+
+
+class FindOrientationd(MapTransform):
+    """Find a mirrored or rotated image and the landmarks on the view the network expects.
+
+    After the first pass (:class:`PlausibleLandmarksd` has judged it): if the configuration is implausible, or at
+    least ``retry_implausible`` of its landmarks are, the first stage runs again on each view of ``orientations``
+    (:func:`orient`) until one is wholly plausible, and the best plausible pass is kept (then most inliers); when
+    no view is plausible, the image as acquired is kept, and flagged downstream. The view's fine image replaces
+    ``keys`` (so that the refiner cuts its patches in the view's frame), and
+    ``orientation`` records the one kept (``"as_acquired"`` when none is better). Plausible images cost nothing more.
+
+    Args:
+        keys: the fine image key (``fine_image``).
+        first_stage: the :class:`FirstStagePass`.
+        orientations: the views to try, in order (from :data:`ORIENTATIONS`; rotations only for 2D).
+        retry_implausible: implausible landmarks that make a plausible image try the other views too.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        first_stage: FirstStagePass,
+        orientations: Sequence[str] = ("mirrored", "rotated_180", "rotated_90", "rotated_270"),
+        retry_implausible: int = 3,
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        unknown = [o for o in orientations if o not in ORIENTATIONS]
+        if unknown:
+            raise ValueError(f"unknown orientations {unknown}; use {ORIENTATIONS}.")
+        self.first_stage, self.orientations = first_stage, [o for o in orientations if o != "as_acquired"]
+        self.retry_implausible = int(retry_implausible)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        d["orientation"] = "as_acquired"
+        for key in self.key_iterator(d):
+            implausible = int(torch.as_tensor(d.get("shape_implausible", torch.zeros(0))).sum())
+            if d.get("shape_plausible", True) and implausible < self.retry_implausible:
+                continue
+            best, best_rank = d, _ranking(d)
+            dims = d[key].ndim - 1
+            for orientation in self.orientations:
+                if orientation.startswith("rotated") and dims != 2:
+                    continue
+                view = orient(d[key], orientation)
+                trial = self.first_stage(d, view)
+                trial[key], trial["orientation"] = view, orientation
+                rank = _ranking(trial)
+                if rank[0] and rank > best_rank:  # only a plausible view replaces the image as acquired
+                    best, best_rank = trial, rank
+                if rank[0] and rank[2] == 0:
+                    break
+            if best["orientation"] != "as_acquired":
+                logger.warning(
+                    f"{image_filename(d[key])}: the image is {best['orientation'].replace('_', ' ')} "
+                    f"{'degrees clockwise ' if best['orientation'].startswith('rotated') else ''}against the view the "
+                    "model expects; its landmarks were found on the view turned back, in the file's own pixels."
+                )
+            d = best
+        return d
+
+
+class EstimateSpacingd(MapTransform):
+    """Estimate an unknown pixel spacing from the anatomy: the configuration's size (the shape model's fit, in the
+    image's assumed mm) against the training population's mean size in mm.
+
+    Only for images whose spacing was assumed (``meta["spacing_source"] == "assumed"``) and whose configuration is
+    plausible (else the assumption stays, and so does ``"assumed"``). The fine image's affine, its
+    ``meta["source_affine"]`` and the grid image's are relabelled with the estimate (``"estimated"``), the decoded
+    world keys with them (pixels do not change); if the grid the network would then see differs by more than
+    ``tolerance`` in scale from the one it saw (the assumption fitted the image to the grid), the first stage runs
+    again on it (:class:`FirstStagePass`). The estimate's error is the spread of anatomical size in the training
+    population (about 6 % SD for ISBI 2015's cephalograms, children and adults): a head smaller than the population's
+    mean, a child's, gives a spacing smaller than the true one (the model card measures it).
+
+    Args:
+        keys: the fine image key (``fine_image``).
+        first_stage: the :class:`FirstStagePass`.
+        shape_model: the shape model's file (its population size).
+        tolerance: relative scale change of the grid above which the first stage runs again.
+        image_key: the grid image.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        first_stage: FirstStagePass,
+        shape_model: str | os.PathLike,
+        tolerance: float = 0.05,
+        image_key: str = "image",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        if not tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {tolerance}.")
+        self.first_stage, self.shape_model = first_stage, shape_model
+        self.tolerance, self.image_key = float(tolerance), image_key
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            fine = d[key]
+            if fine.meta.get("spacing_source") != "assumed" or not d.get("shape_plausible", False):
+                continue
+            model = load_shape_model(self.shape_model)
+            factor = model.size_mean / float(d["shape_size"])
+            if not 0.25 <= factor <= 4.0:  # not a size a plausible configuration of this anatomy can have
+                continue
+            dims = fine.ndim - 1
+            relabelled = _relabel(fine, factor)
+            grid = dict(d)
+            grid[self.image_key] = relabelled
+            for transform in self.first_stage.to_grid:
+                grid = transform(grid)
+            before = affine_spacing(d[self.image_key].affine, dims) * factor
+            after = affine_spacing(grid[self.image_key].affine, dims)
+            if float(torch.max(torch.abs(after / before - 1.0))) > self.tolerance:
+                d = self.first_stage(d, relabelled)
+            else:
+                d[self.image_key] = _relabel(d[self.image_key], factor)
+                for world_key in WORLD_KEYS:
+                    if world_key in d:
+                        d[world_key] = torch.as_tensor(d[world_key], dtype=torch.float64) * factor
+                d["shape_size"] = float(d["shape_size"]) * factor
+            d[key] = relabelled
+        return d
+
+
+def _relabel(image: MetaTensor, factor: float) -> MetaTensor:
+    """A shallow copy of ``image`` whose affine and ``meta["source_affine"]`` map to ``factor`` times the world
+    coordinates (every pixel ``factor`` times larger), with ``meta["spacing_source"] = "estimated"``."""
+    out = image.clone()
+    dims = image.ndim - 1
+    scale = torch.ones(4 if out.affine.shape[0] == 4 else dims + 1, dtype=torch.float64)
+    scale[: out.affine.shape[0] - 1] = factor
+    out.affine = torch.diag(scale) @ out.affine.double()
+    source = torch.as_tensor(out.meta.get("source_affine", image.affine), dtype=torch.float64)
+    out.meta["source_affine"] = torch.diag(scale[: source.shape[0]]) @ source
+    out.meta["spacing_source"] = "estimated"
+    return out

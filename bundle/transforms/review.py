@@ -1,0 +1,170 @@
+"""Every landmark's error radius and review flag: what a user needs to know before trusting a point.
+
+:class:`ErrorRadiusd` turns the heatmap's width and peak into a calibrated radius (:mod:`bundle.uncertainty`);
+:class:`FlagLandmarksd` says which landmarks lie outside the image and which need a person's review, and why.
+Conventions: see :mod:`bundle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+
+from ..io import image_filename, loaded_shape
+from ..uncertainty import ErrorCalibration
+
+__all__ = ["ErrorRadiusd", "FlagLandmarksd", "REVIEW_REASONS"]
+
+logger = logging.getLogger(__name__)
+
+REVIEW_REASONS = {
+    "outside_image": "the point lies outside the image",
+    "implausible": "the point is anatomically implausible given the other landmarks",
+    "searched_again": "the first stage's point was implausible; the refiner searched where the shape model expects it",
+    "stages_disagree": "the refiner moved the point further than it was trained to; the first stage's point is kept",
+    "wide_radius": "the error radius is over the review tolerance",
+    "image_implausible": "the landmarks as a whole do not form a plausible configuration",
+}
+
+
+class ErrorRadiusd(MapTransform):
+    """The radius (mm) within which each landmark's true position lies with probability ``coverage``: conformal
+    calibration (:class:`bundle.uncertainty.ErrorCalibration`) of the final heatmap's width and peak
+    (``pred_spread``, ``pred_confidence``). Writes ``pred_error_radius`` (K,) float64 mm and
+    ``error_radius_coverage``.
+
+    Without a calibration file the radii are NaN (written as null) and a warning says how to calibrate, once.
+
+    Args:
+        keys: the final landmarks (``pred_landmarks``); ``pred_spread``/``pred_confidence`` sit beside them.
+        calibration: the calibration file (``calibration.json`` beside the weights).
+        pipeline: which of its calibrations: ``"both_stages"`` or ``"first_stage"`` (the features differ).
+        coverage: one of the calibrated coverages (0.9 by default).
+        num_landmarks: the network's, checked against the calibration's.
+        prefix: of the decoded keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        calibration: str | os.PathLike,
+        pipeline: str = "both_stages",
+        coverage: float = 0.9,
+        num_landmarks: int | None = None,
+        prefix: str = "pred_",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        self.coverage, self.prefix = float(coverage), prefix
+        try:
+            self.calibration = ErrorCalibration.load(calibration, pipeline, num_landmarks)
+        except (FileNotFoundError, LookupError) as e:
+            self.calibration = None
+            logger.warning(
+                f"{e} Error radii will be null: calibrate on images that neither trained nor selected the weights "
+                "(README, 'Calibrate the error radii')."
+            )
+        if self.calibration is not None and self.coverage not in self.calibration.quantiles:
+            calibrated = sorted(self.calibration.quantiles)
+            raise ValueError(f"coverage {coverage} is not calibrated in {calibration} (calibrated: {calibrated}).")
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            count = torch.as_tensor(d[key]).shape[0]
+            if self.calibration is None:
+                radius = np.full(count, np.nan)
+            else:
+                features = np.stack(
+                    [
+                        torch.as_tensor(d[f"{self.prefix}spread"], dtype=torch.float64).cpu().numpy(),
+                        torch.as_tensor(d[f"{self.prefix}confidence"], dtype=torch.float64).cpu().numpy(),
+                    ],
+                    -1,
+                )
+                radius = self.calibration.radius(np.nan_to_num(features, nan=0.0), self.coverage)
+            d[f"{self.prefix}error_radius"] = torch.as_tensor(radius, dtype=torch.float64)
+            d["error_radius_coverage"] = self.coverage
+        return d
+
+
+class FlagLandmarksd(MapTransform):
+    """Which landmarks are visible, which need review, and why.
+
+    Visible: inside the original image (pixel coordinates within ``[-0.5, size - 0.5]`` on every axis); a point
+    outside is kept where it was decoded (never clipped) and marked. Review (``True``) for any of
+    :data:`REVIEW_REASONS`: outside the image, implausible (``shape_implausible``), searched again
+    (``shape_reseek``), the stages disagreeing (``refine_rejected``), an error radius over ``review_radius_mm``, or a
+    configuration implausible as a whole (``shape_plausible`` false: every landmark, and a warning naming the file).
+    Keys another transform did not write count as no reason.
+
+    Writes ``pred_visible`` (K,) bool, ``pred_review`` (K,) bool and ``pred_review_reasons`` (K lists of reason names).
+
+    Args:
+        keys: the final landmarks (``pred_landmarks``); ``pred_pixels`` and ``pred_error_radius`` sit beside them.
+        ref_key: the image (its loaded shape).
+        review_radius_mm: radii above this flag a landmark (None: radii flag nothing).
+        prefix: of the decoded keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        ref_key: str = "image",
+        review_radius_mm: float | None = None,
+        prefix: str = "pred_",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        if review_radius_mm is not None and not review_radius_mm > 0:
+            raise ValueError(f"review_radius_mm must be > 0 or None, got {review_radius_mm}.")
+        self.ref_key, self.prefix = ref_key, prefix
+        self.review_radius_mm = None if review_radius_mm is None else float(review_radius_mm)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for _ in self.key_iterator(d):  # the landmarks' own key is not read: their pixels are
+            image = d[self.ref_key]
+            pixels = torch.as_tensor(d[f"{self.prefix}pixels"], dtype=torch.float64).cpu()
+            count, dims = pixels.shape
+            extent = torch.tensor(loaded_shape(image, dims), dtype=torch.float64) - 0.5
+            visible = (torch.isfinite(pixels) & (pixels >= -0.5) & (pixels <= extent)).all(-1)
+
+            def mask(name: str) -> np.ndarray:
+                value = d.get(name)
+                return np.zeros(count, bool) if value is None else np.asarray(torch.as_tensor(value).cpu(), bool)
+
+            radius = d.get(f"{self.prefix}error_radius")
+            radius = np.full(count, np.nan) if radius is None else torch.as_tensor(radius).double().cpu().numpy()
+            wide = np.zeros(count, bool)
+            if self.review_radius_mm is not None:
+                wide = np.where(np.isfinite(radius), radius > self.review_radius_mm, False)
+            whole = not d.get("shape_plausible", True)
+            reasons_by = {
+                "outside_image": ~visible.numpy(),
+                "implausible": mask("shape_implausible"),
+                "searched_again": mask("shape_reseek"),
+                "stages_disagree": mask("refine_rejected"),
+                "wide_radius": wide,
+                "image_implausible": np.full(count, whole),
+            }
+            reasons = [[name for name, flags in reasons_by.items() if flags[k]] for k in range(count)]
+            d[f"{self.prefix}visible"] = visible
+            d[f"{self.prefix}review"] = torch.tensor([bool(r) for r in reasons])
+            d[f"{self.prefix}review_reasons"] = reasons
+            if whole:
+                logger.warning(
+                    f"{image_filename(image)}: the landmarks do not form a plausible configuration for this model (not "
+                    f"the anatomy it was trained on, or an unusual view); all {count} are flagged for review."
+                )
+            elif not math.isclose(float(visible.float().mean()), 1.0):
+                outside = [k for k in range(count) if not bool(visible[k])]
+                logger.warning(f"{image_filename(image)}: landmarks {outside} lie outside the image (visible: false).")
+        return d

@@ -1,0 +1,234 @@
+"""The trust transforms: shape-checked decoding, orientation, an estimated spacing, error radii and review flags."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from bundle.geometry import map_points
+from bundle.shape import ShapeModel
+from bundle.transforms import (
+    ErrorRadiusd,
+    EstimateSpacingd,
+    FindOrientationd,
+    FitToGridd,
+    FlagLandmarksd,
+    PlausibleLandmarksd,
+    orient,
+)
+from bundle.uncertainty import ErrorCalibration
+from tests.shape.test_model import BASE, _population
+
+NAMES = [f"p{k}" for k in range(len(BASE))]
+
+
+@pytest.fixture(scope="module")
+def model() -> ShapeModel:
+    return ShapeModel.fit(_population(300, 0), NAMES, modes=4)
+
+
+def _grid(spacing: float = 1.0, shape=(160, 160), source: str = "given") -> MetaTensor:
+    affine = torch.diag(torch.tensor([spacing, spacing, 1.0], dtype=torch.float64))
+    image = MetaTensor(torch.zeros(1, *shape), affine=affine, meta={"filename_or_obj": "x.png"})
+    image.meta.update(source_affine=affine.clone(), spacing_source=source, spatial_shape=list(shape))
+    return image
+
+
+def _decoded(points: np.ndarray, image: MetaTensor, candidates: np.ndarray | None = None) -> dict:
+    world = torch.as_tensor(points, dtype=torch.float64)
+    d = {"image": image, "pred_landmarks": world, "pred_confidence": torch.full((len(points),), 0.8)}
+    d["pred_pixels"] = map_points(world, image.meta["source_affine"], invert=True)
+    if candidates is not None:
+        d["pred_candidates"] = torch.as_tensor(candidates, dtype=torch.float64)
+        scores = np.where(np.isfinite(candidates).all(-1), 0.3, 0.0)
+        scores[:, 0] = 0.8
+        d["pred_candidate_scores"] = torch.as_tensor(scores)
+    return d
+
+
+def test_decoding_takes_the_plausible_peak_and_sends_the_refiner_where_a_landmark_should_be(model):
+    shape = _population(1, 20)[0] + 60.0
+    candidates = np.full((len(BASE), 2, 2), np.nan)
+    candidates[:, 0] = shape
+    candidates[3, 0] = shape[3] + [35.0, 0.0]  # a look-alike 35 mm away is the strongest peak
+    candidates[3, 1] = shape[3] + [0.4, 0.3]
+    candidates[6, 0] = shape[6] + [0.0, 40.0]  # no candidate anywhere near: searched again where expected
+    select = PlausibleLandmarksd("pred_landmarks", model, noise_mm=1.5, choose=True, reseek=True)
+    d = select(_decoded(candidates[:, 0], _grid(), candidates))
+    assert d["shape_plausible"] and torch.equal(d["shape_reseek"], torch.tensor([k == 6 for k in range(8)]))
+    np.testing.assert_allclose(d["pred_landmarks"][3].numpy(), shape[3] + [0.4, 0.3])
+    assert np.linalg.norm(d["pred_landmarks"][6].numpy() - shape[6]) < 8.0 and float(d["pred_confidence"][6]) == 0
+    torch.testing.assert_close(d["pred_pixels"], d["pred_landmarks"])  # 1 mm pixels, origin 0
+
+
+def test_a_later_judgement_needs_the_first_one_to_hold(model):
+    shape = _population(1, 21)[0] + 60.0
+    check = PlausibleLandmarksd("pred_landmarks", model, noise_mm=1.0)
+    assert check(_decoded(shape, _grid()))["shape_plausible"]
+    assert not check({**_decoded(shape, _grid()), "shape_plausible": False})["shape_plausible"]
+    with pytest.raises(ValueError, match="has 8 landmarks, the network 19"):
+        PlausibleLandmarksd("pred_landmarks", model, num_landmarks=19)
+
+
+def test_a_shape_model_file_of_another_landmark_count_is_an_error_naming_both(model, tmp_path):
+    model.save(tmp_path / "shape_model.json")
+    with pytest.raises(ValueError, match="the shape model has 8 landmarks, the network 19"):
+        PlausibleLandmarksd("pred_landmarks", str(tmp_path / "shape_model.json"), num_landmarks=19)
+
+
+@pytest.mark.parametrize("orientation", ["mirrored", "rotated_90", "rotated_180", "rotated_270"])
+def test_each_orientation_is_undone_with_the_affine_following(orientation):
+    image = _grid(0.5, (40, 60))
+    image[0, 3, 7] = 1.0
+    view = orient(image, orientation)
+    where = torch.nonzero(view[0] == 1.0)[0].double()
+    torch.testing.assert_close(
+        map_points(where[None], view.affine), map_points(torch.tensor([[3.0, 7.0]]), image.affine)
+    )
+    assert orient(image, "as_acquired") is image
+    with pytest.raises(ValueError, match="rotation of a 2D image"):
+        orient(MetaTensor(torch.zeros(1, 4, 4, 4)), "rotated_90")
+
+
+class _Views:
+    """A first stage whose answer is plausible only on one view (told by the view's affine: a flip reflects)."""
+
+    def __init__(self, plausible_on: str):
+        self.plausible_on, self.calls = plausible_on, []
+        self.to_grid = []
+
+    def __call__(self, d, view):
+        flipped = bool(torch.linalg.det(view.affine[:2, :2]) < 0)
+        name = "mirrored" if flipped else "other"
+        self.calls.append(name)
+        ok = name == self.plausible_on
+        return {**d, "image": view, "shape_plausible": ok, "shape_inliers": 8 if ok else 2,
+                "shape_implausible": torch.zeros(8, dtype=torch.bool) if ok else torch.ones(8, dtype=torch.bool)}  # fmt: skip
+
+
+def test_an_implausible_image_is_tried_in_other_orientations_and_kept_as_found():
+    stage = _Views("mirrored")
+    find = FindOrientationd("fine_image", stage, orientations=["rotated_180", "mirrored", "rotated_90"])
+    d = {"fine_image": _grid(), "shape_plausible": False, "shape_inliers": 2, "shape_implausible": torch.ones(8)}
+    out = find(d)
+    assert out["orientation"] == "mirrored" and stage.calls == ["other", "mirrored"]  # stops at a plausible view
+    assert float(out["fine_image"].affine[0, 0]) < 0  # the refiner cuts its patches from the view
+
+
+def test_a_plausible_image_costs_nothing_and_no_plausible_view_keeps_the_image_as_acquired():
+    stage = _Views("mirrored")
+    plausible = {"fine_image": _grid(), "shape_plausible": True, "shape_implausible": torch.zeros(8)}
+    assert FindOrientationd("fine_image", stage)(plausible)["orientation"] == "as_acquired" and stage.calls == []
+    nowhere = _Views("nowhere")
+    d = {"fine_image": _grid(), "shape_plausible": False, "shape_inliers": 3, "shape_implausible": torch.ones(8)}
+    out = FindOrientationd("fine_image", nowhere)(d)
+    assert out["orientation"] == "as_acquired" and out["fine_image"] is d["fine_image"] and len(nowhere.calls) == 4
+    with pytest.raises(ValueError, match="unknown orientations"):
+        FindOrientationd("fine_image", stage, orientations=["upside_down"])
+
+
+class _Rerun:
+    """A first stage that records its calls and answers with the view's own grid."""
+
+    def __init__(self, to_grid):
+        self.to_grid, self.calls = to_grid, 0
+
+    def __call__(self, d, view):
+        self.calls += 1
+        out = dict(d)
+        out["image"] = view
+        for transform in self.to_grid:
+            out = transform(out)
+        return out
+
+
+def _assumed_case(model, tmp_path, size_factor: float, fine_shape=(667, 667)):
+    """A configuration of ``size_factor`` times the population's mean size (in the assumed mm), on a fine image that
+    fits the grid at its 1.25 mm (200 mm across at the assumed 0.3 mm)."""
+    model.save(tmp_path / "shape.json")
+    fine = _grid(0.3, fine_shape, source="assumed")
+    to_grid = [FitToGridd("image", [160, 160], grid_spacing=1.25)]
+    grid = to_grid[0]({"image": fine})["image"]
+    shape = model.mean * model.size_mean * size_factor + 100.0  # the mean shape, scaled
+    d = {**_decoded(shape, grid), "fine_image": fine, "shape_plausible": True, "shape_size": None}
+    d["shape_size"] = model.fit_configuration(shape, noise_mm=0).size
+    return d, to_grid
+
+
+def test_an_unknown_spacing_is_estimated_from_the_anatomys_size(model, tmp_path):
+    d, to_grid = _assumed_case(model, tmp_path, size_factor=1.02)  # the anatomy looks 2 % larger than average
+    stage = _Rerun(to_grid)
+    out = EstimateSpacingd("fine_image", stage, str(tmp_path / "shape.json"))(d)
+    factor = model.size_mean / d["shape_size"]
+    assert (
+        out["fine_image"].meta["spacing_source"] == "estimated" and out["image"].meta["spacing_source"] == "estimated"
+    )
+    assert float(out["fine_image"].affine[0, 0]) == pytest.approx(0.3 * factor)
+    assert stage.calls == 0  # a 2 % change of scale: relabelled, not run again
+    torch.testing.assert_close(out["pred_landmarks"], d["pred_landmarks"] * factor)
+    pixels = map_points(out["pred_landmarks"], out["image"].meta["source_affine"], invert=True)
+    torch.testing.assert_close(pixels, d["pred_pixels"])  # the same pixels, other millimetres
+
+
+def test_a_spacing_far_from_the_assumption_runs_the_first_stage_again(model, tmp_path):
+    d, to_grid = _assumed_case(model, tmp_path, size_factor=1.25)
+    stage = _Rerun(to_grid)
+    out = EstimateSpacingd("fine_image", stage, str(tmp_path / "shape.json"))(d)
+    assert stage.calls == 1 and out["image"].meta["spacing_source"] == "estimated"
+
+
+def test_a_known_spacing_or_an_implausible_image_keeps_its_spacing(model, tmp_path):
+    d, to_grid = _assumed_case(model, tmp_path, size_factor=1.25)
+    stage = _Rerun(to_grid)
+    estimate = EstimateSpacingd("fine_image", stage, str(tmp_path / "shape.json"))
+    out = estimate({**d, "shape_plausible": False})
+    assert out["fine_image"].meta["spacing_source"] == "assumed" and stage.calls == 0
+    known = _grid(0.3, (667, 667), source="given")
+    assert estimate({**d, "fine_image": known})["fine_image"] is known
+
+
+def test_error_radii_come_from_the_calibration_or_are_null_with_a_warning(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    features = np.stack([rng.uniform(0.5, 2, (30, 8)), np.full((30, 8), 0.5)], -1)
+    calibration = ErrorCalibration.fit(np.abs(rng.normal(size=(30, 8))) * features[..., 0], features)
+    calibration.save(tmp_path / "calibration.json", "both_stages")
+    d = {"pred_landmarks": torch.zeros(8, 2), "pred_spread": torch.full((8,), 1.0), "pred_confidence": torch.ones(8)}
+    out = ErrorRadiusd("pred_landmarks", str(tmp_path / "calibration.json"), coverage=0.9)(d)
+    expected = calibration.radius(np.stack([np.ones(8), np.ones(8)], -1), 0.9)
+    np.testing.assert_allclose(out["pred_error_radius"].numpy(), expected)
+    assert out["error_radius_coverage"] == 0.9
+    with caplog.at_level(logging.WARNING):
+        none = ErrorRadiusd("pred_landmarks", str(tmp_path / "missing.json"))(d)
+    assert torch.isnan(none["pred_error_radius"]).all() and "Error radii will be null" in caplog.text
+    with pytest.raises(ValueError, match="not calibrated"):
+        ErrorRadiusd("pred_landmarks", str(tmp_path / "calibration.json"), coverage=0.5)
+
+
+def test_flags_say_which_landmarks_need_review_and_why(caplog):
+    image = _grid(1.0, (100, 80))
+    pixels = torch.tensor([[10.0, 10.0], [99.4, 79.4], [100.6, 20.0], [50.0, 50.0], [30.0, 30.0], [5, 5], [6, 6]])
+    d = {
+        "image": image,
+        "pred_landmarks": pixels.double(),
+        "pred_pixels": pixels.double(),
+        "pred_error_radius": torch.tensor([1.0, 1.0, 1.0, 1.0, 4.0, float("nan"), 1.0], dtype=torch.float64),
+        "shape_implausible": torch.tensor([False, False, False, True, False, False, False]),
+        "shape_reseek": torch.tensor([False, False, False, False, False, False, True]),
+        "refine_rejected": torch.tensor([False, False, False, False, False, True, False]),
+        "shape_plausible": True,
+    }
+    with caplog.at_level(logging.WARNING):
+        out = FlagLandmarksd("pred_landmarks", review_radius_mm=3.0)(d)
+    assert out["pred_visible"].tolist() == [True, True, False, True, True, True, True]  # 100.6 > 99.5: outside
+    assert out["pred_review_reasons"] == [
+        [], [], ["outside_image"], ["implausible"], ["wide_radius"], ["stages_disagree"], ["searched_again"],
+    ]  # fmt: skip
+    assert out["pred_review"].tolist() == [False, False, True, True, True, True, True]
+    assert "[2] lie outside the image" in caplog.text
+    torch.testing.assert_close(out["pred_landmarks"], d["pred_landmarks"])  # never clipped
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        whole = FlagLandmarksd("pred_landmarks")({**d, "shape_plausible": False})
+    assert all("image_implausible" in r for r in whole["pred_review_reasons"]) and "x.png" in caplog.text
