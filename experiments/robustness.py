@@ -38,10 +38,10 @@ from monai.bundle import ConfigParser
 from monai.transforms import Flip, GaussianSmooth, MapTransform, Resize, Rotate90, SpatialCrop, SpatialPad
 
 from bundle import load_datalist
-from bundle.errors import run_main
+from bundle.errors import InputError, run_main
 from bundle.geometry import affine_spacing, map_points
 from bundle.metrics import summarise_trust
-from bundle.transforms import PixelSpacingd
+from bundle.transforms import LoadLandmarksd, PixelSpacingd
 
 REPO = Path(__file__).resolve().parents[1]
 INTENSITY = ("none", "inverted", "gamma_0.5", "gamma_2.0", "noise", "blur")
@@ -59,7 +59,7 @@ class Perturbd(MapTransform):
     def __init__(self, kind: str, seed: int = 0):
         super().__init__("image")
         if kind not in PERTURBATIONS:
-            raise ValueError(f"kind must be one of {PERTURBATIONS}, got {kind!r}.")
+            raise InputError(f"kind must be one of {PERTURBATIONS}, got {kind!r}.")
         self.kind, self.seed = kind, seed
 
     def __call__(self, data):
@@ -128,7 +128,7 @@ def evaluate(datalist: str, split: str, kind: str, ckpt_dir: str, configs: list[
     landmark, with the radii, flags and what the pipeline reported."""
     steps, network, post = _pipeline(ckpt_dir, configs, refine, kind)
     errors, radii, review, seconds = [], [], [], []
-    orientation, spacing_error, plausible = [], [], []
+    orientation, spacing_error, plausible, sizes = [], [], [], []
     for entry in load_datalist(datalist, split):
         d = {**entry}
         if kind.startswith("unknown"):
@@ -154,6 +154,7 @@ def evaluate(datalist: str, split: str, kind: str, ckpt_dir: str, configs: list[
             used = float(affine_spacing(d["image"].meta["source_affine"], 2)[0])
             true = float(affine_spacing(truth_affine, 2)[0])
             spacing_error.append(used / true - 1.0)
+            sizes.append(float(np.sqrt(((d["true_landmarks"] - d["true_landmarks"].mean(0)) ** 2).sum())))
     return {
         "errors": np.stack(errors),
         "radii": np.stack(radii),
@@ -161,6 +162,7 @@ def evaluate(datalist: str, split: str, kind: str, ckpt_dir: str, configs: list[
         "orientation": orientation,
         "plausible": plausible,
         "spacing_error": spacing_error,
+        "true_size_mm": sizes,
         "seconds": seconds,
     }
 
@@ -184,20 +186,144 @@ def summary(kind: str, run: dict, names: list[str]) -> dict:
     if run["spacing_error"]:
         spacing_error = np.asarray(run["spacing_error"])
         row["spacing_error_mean"] = float(spacing_error.mean())
+        row["spacing_error_sd"] = float(spacing_error.std(ddof=1))
         row["spacing_error_abs_mean"] = float(np.abs(spacing_error).mean())
+        row["spacing_error_abs_p90"] = float(np.quantile(np.abs(spacing_error), 0.9))
+        # by the anatomy's true size (children's heads are smaller): the mean error in each fifth of the sizes
+        size = np.asarray(run["true_size_mm"])
+        edges = np.quantile(size, np.linspace(0, 1, 6))
+        fifth = np.clip(np.searchsorted(edges, size, side="right") - 1, 0, 4)
+        row["spacing_error_by_size_fifth"] = [
+            {"size_mm": [float(edges[i]), float(edges[i + 1])], "mean": float(spacing_error[fifth == i].mean())}
+            for i in range(5)
+            if (fifth == i).any()
+        ]
     return row
+
+
+def foreign(folder: str, ckpt_dir: str, configs: list[str]) -> dict:
+    """Images of another anatomy (no truth): how many the pipeline calls implausible, and how many landmarks it
+    flags."""
+    steps, network, post = _pipeline(ckpt_dir, configs, True, "none")
+    steps = [s for s in steps if not isinstance(s, (Perturbd, LoadLandmarksd))]  # no truth to load
+    images = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    implausible, flagged, seconds = [], [], []
+    for path in images:
+        d = {"image": str(path)}
+        for step in steps:
+            d = step(d)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            d["pred"] = network(d["image"][None].as_tensor())[0]
+        d = _post_without_truth(post)(d)
+        seconds.append(time.perf_counter() - start)
+        implausible.append(not d["shape_plausible"])
+        flagged.append(float(torch.as_tensor(d["pred_review"]).float().mean()))
+    return {
+        "folder": folder,
+        "images": len(images),
+        "implausible": float(np.mean(implausible)),
+        "flagged": float(np.mean(flagged)),
+        "seconds_per_image": float(np.median(seconds)),
+    }
+
+
+def _post_without_truth(post):
+    from monai.transforms import Compose, CopyItemsd
+
+    return Compose([t for t in post.transforms if not isinstance(t, CopyItemsd)])
+
+
+def markdown(result: dict, hands: dict | None = None) -> str:
+    """docs/studies/robustness.md from the JSON of a run (and of a ``--foreign`` run on hand radiographs)."""
+    rows = result["rows"]
+    lines = [
+        "# Robustness: other machines' images, and whether the output says so",
+        "",
+        f"Measured by `{result['command']}` ({rows[0]['images']} images of the `{result['split']}` split, each",
+        "perturbed as the rows say; `experiments/robustness.py` describes each perturbation). Errors in true mm",
+        "against the mean of the two doctors, whatever spacing the pipeline believed. Coverage: share of landmarks",
+        "within their 90 % error radius. Flagged: share with `review: true`. Gross: landmarks more than 5 mm off,",
+        "and the share of them flagged. Orientation: share of images found in the orientation they were given.",
+        "",
+        "| perturbation | MRE (mm) | worst (mm) | coverage | flagged | gross (> 5 mm) | gross flagged | orientation"
+        " | spacing error (mean ± SD) | s per image |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        caught = "-" if r["gross_flagged"] is None else f"{100 * r['gross_flagged']:.0f} %"
+        spacing = (
+            f"{100 * r['spacing_error_mean']:+.1f} ± {100 * r['spacing_error_sd']:.1f} %"
+            if "spacing_error_mean" in r
+            else "-"
+        )
+        lines.append(
+            f"| {r['kind']} | {r['mre_mm']:.2f} | {r['max_mm']:.1f} | {100 * r['coverage']:.1f} % "
+            f"| {100 * r['flagged']:.1f} % | {r['gross']} | {caught} | {100 * r['orientation_right']:.0f} % "
+            f"| {spacing} | {r['seconds_per_image']:.2f} |"
+        )
+    pooled = result["pooled"]
+    lines += [
+        "",
+        f"Pooled over the perturbations: coverage {100 * pooled['coverage']:.1f} %, {100 * pooled['flagged']:.1f} % "
+        f"flagged, {pooled['gross']} gross misses of which {100 * pooled['gross_flagged']:.0f} % flagged.",
+    ]
+    sized = [r for r in rows if "spacing_error_by_size_fifth" in r]
+    if sized:
+        lines += [
+            "",
+            "## The estimated spacing by the size of the head",
+            "",
+            "Mean error of the estimated pixel spacing in each fifth of the true configuration sizes (centroid size",
+            "of the 19 landmarks in mm; ISBI 2015 holds no ages, and a small head is most often a child's):",
+            "",
+            "| pixel size | " + " | ".join(f"fifth {i + 1}" for i in range(5)) + " |",
+            "|---|" + "---|" * 5,
+        ]
+        for r in sized:
+            cells = [
+                f"{f['size_mm'][0]:.0f}-{f['size_mm'][1]:.0f} mm: {100 * f['mean']:+.1f} %"
+                for f in r["spacing_error_by_size_fifth"]
+            ]
+            lines.append(f"| {r['kind']} | " + " | ".join(cells) + " |")
+    if hands:
+        lines += [
+            "",
+            "## Not a cephalogram",
+            "",
+            f"The {hands['images']} hand radiographs of `{hands['folder']}` given to the cephalometric model: "
+            f"{100 * hands['implausible']:.0f} % called implausible (`plausible: false`, a warning naming the file), "
+            f"{100 * hands['flagged']:.0f} % of their landmarks flagged; {hands['seconds_per_image']:.2f} s per image "
+            "(every orientation is tried before giving up).",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datalist", required=True)
+    parser.add_argument("--datalist")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--ckpt_dir", default=str(REPO / "models"))
     parser.add_argument("--config_file", nargs="*", default=[], help="overlays after configs/inference.json")
     parser.add_argument("--kinds", nargs="*", default=list(PERTURBATIONS), choices=PERTURBATIONS)
     parser.add_argument("--refine", default="true", choices=["true", "false"])
+    parser.add_argument("--foreign", help="a folder of images of another anatomy, run without truth")
     parser.add_argument("--json", help="write the rows and the pooled figures here")
+    parser.add_argument("--markdown", nargs=2, metavar=("RUN_JSON", "OUT_MD"), help="render a run's JSON and stop")
+    parser.add_argument("--hands", help="with --markdown: the JSON of a --foreign run to add")
     args = parser.parse_args(argv)
+    if args.markdown:
+        hands = json.loads(Path(args.hands).read_text()) if args.hands else None
+        Path(args.markdown[1]).write_text(markdown(json.loads(Path(args.markdown[0]).read_text()), hands))
+        return
+    if args.foreign:
+        result = foreign(args.foreign, args.ckpt_dir, args.config_file)
+        print(json.dumps(result), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        return
+    if not args.datalist:
+        parser.error("--datalist is needed to measure")
     names = json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"]
     rows, pooled = [], {"errors": [], "radii": [], "review": []}
     for kind in args.kinds:

@@ -2,14 +2,14 @@
 
 Measures, on the machine it runs on:
 
-- ``end_to_end``: inference for one 1935 x 2400 image (an ISBI-sized radiograph; a synthetic PNG unless ``--image``):
-  reading, preprocessing, network and decoding (to landmarks in mm), each the median of ``--repeats`` runs after one
-  warm-up, on the CPU, for three models in the same run: the paper-sized CoorTransformer detector
+- ``end_to_end``: inference for one 1935 x 2400 image (an ISBI-sized radiograph; a synthetic PNG unless ``--image``),
+  each step the median of ``--repeats`` runs after one warm-up, on the CPU. First stages alone (reading,
+  preprocessing, network, decoding to landmarks in mm): the paper-sized CoorTransformer detector
   (``configs/inference.json`` + ``configs/isbi2015_paper.json``, 416 x 512 grid), the shipped CPU-budget one
-  (``configs/inference.json`` alone, 160 x 192 grid), the shipped model with its refinement stage (the same, plus
-  19 patches of the 0.3 mm copy through ``refiner_def``) and, when the ``landmarker`` package is importable, its
+  (``configs/inference.json``, 160 x 192 grid) and, when the ``landmarker`` package is importable, its
   ``OriginalSpatialConfigurationNet`` (Payer's SCN) at the paper-sized input, with the same reading and preprocessing
-  and landmarker's local soft-argmax decoder;
+  and landmarker's local soft-argmax decoder. And the shipped model as users run it, with its weights and every step
+  on (:func:`shipped_pipeline`: the refinement stage and the trust checks), with the spacing given and unknown;
 - ``folder``: the user's own path, ``python -m monai.bundle run inference`` on a folder of ``--folder_images`` copies
   of the image with the shipped weights and every output, wall clock from start to end (start-up included);
 - ``stages``: each CoorTransformer block of the paper-sized network, at the input it gets for a 1 x 1 x 512 x 416
@@ -20,14 +20,15 @@ Measures, on the machine it runs on:
   bfloat16 (autocast) for the paper-sized detector and landmarker's SCN, and training throughput (Adam, central loss)
   with its peak memory, at the 416 x 512 grid.
 
-Weights do not change timings, so the networks keep their initial weights.
+Weights do not change the networks' timings, so the first stages keep their initial weights; the shipped pipeline
+loads its own, since its trust checks do more on an implausible answer (another orientation is tried).
 
 landmarker is not a dependency of the bundle (its requirements pin an older SciPy); for the comparison, install its
 pure-Python package beside ours without its dependencies:
 ``pip install --no-deps --target /tmp/landmarker landmarker==0.4.1`` and run with ``PYTHONPATH=/tmp/landmarker``.
 
 Usage: python -m scripts.benchmark [--repeats 5] [--device cpu] [--image x.png] [--folder_images 250]
-       [--markdown docs/benchmarks.md]
+       [--markdown docs/studies/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -107,18 +108,15 @@ def landmarker_scn(num_landmarks: int):
     return network, decode
 
 
-def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, decode=None, refine: bool = False) -> dict:
-    """Read, preprocess, network, decode and (with ``refine``) the refinement stage for one image on the CPU;
+def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, decode=None) -> dict:
+    """Read, preprocess, network and decode one image on the CPU (the first stage alone, to compare networks);
     seconds are medians of ``repeats`` runs.
 
     ``overlays`` pick the preprocessing (grid) and, unless ``network`` is given, the network. ``decode(prepared,
-    output) -> (K, D) world mm`` replaces our decoding (sigmoid, DARK, grid -> mm) when given. ``refine`` times the
-    config's refinement step (``refine_landmarks``, the shipped weights) on the fine copy the preprocessing keeps
-    (``keep_fine_image``): patches, network and patch decoding."""
+    output) -> (K, D) world mm`` replaces our decoding (sigmoid, DARK, grid -> mm) when given."""
     parser = _parser(overlays)
     fine = parser.get_parsed_content("preprocessing_fine", instantiate=True)
-    keep = [parser.get_parsed_content("keep_fine_image")] if refine else []
-    load, preprocess = fine[0], fine[1:] + keep + parser.get_parsed_content("to_grid", instantiate=True)
+    load, preprocess = fine[0], fine[1:] + parser.get_parsed_content("to_grid", instantiate=True)
     if network is None:
         network = parser.get_parsed_content("network_def")
     network = network.eval()
@@ -142,22 +140,72 @@ def end_to_end(image_path: str, repeats: int, overlays=PAPER, network=None, deco
         net_s, output = _median_seconds(lambda: network(batch), repeats)
     decode_s, decoded = _median_seconds(lambda: decode(prepared, output), repeats)
     seconds = {"read": read_s, "preprocess": prep_s, "network": net_s, "decode": decode_s}
-    parameters = sum(p.numel() for p in network.parameters())
-    if refine:
-        parser["refine"] = True  # the config's refinement step, with the shipped models/refiner.pt
-        step = parser.get_parsed_content("refine_landmarks")
-        seconds["refine"], decoded = _median_seconds(lambda: step(decoded), repeats)
-        parameters += sum(p.numel() for p in step.network.parameters())
     landmarks = decoded["pred_landmarks"] if isinstance(decoded, dict) else decoded
     return {
         "configs": list(overlays),
-        "parameters": parameters,
+        "parameters": sum(p.numel() for p in network.parameters()),
         "image_size": list(SIZE),
         "grid": list(prepared["image"].shape[1:]),
         "threads": torch.get_num_threads(),
         "seconds": seconds,
         "total_seconds": sum(seconds.values()),
         "landmarks": int(landmarks.shape[0]),
+    }
+
+
+def shipped_pipeline(image_path: str, repeats: int, spacing: list | None = (0.1, 0.1)) -> dict:
+    """The shipped model as ``configs/inference.json`` runs it, every step on: reading, preprocessing, the first
+    stage, and the whole post-processing (decoding with candidate peaks, the shape model's choice, the orientation
+    and spacing checks, the refinement stage, error radii, review flags, the result record and the label image),
+    with the shipped weights; seconds are medians of ``repeats`` runs. ``spacing`` None: the spacing is assumed and
+    estimated from the anatomy. Post-processing is split into ``decode`` (sigmoid and peaks), ``refine`` and
+    ``trust`` (everything else)."""
+    parser = _parser(CPU_BUDGET)
+    preprocessing = parser.get_parsed_content("preprocessing")
+    load, preprocess = preprocessing.transforms[0], preprocessing.transforms[1:]
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(REPO / "models" / "model.pt", map_location="cpu", weights_only=True))
+    network = network.eval()
+    post = parser.get_parsed_content("postprocessing").transforms
+    groups = {"decode": [], "refine": [], "trust": []}
+    for transform in post:
+        name = type(transform).__name__
+        group = (
+            "decode"
+            if name in ("Activationsd", "DecodeLandmarksd")
+            else "refine" if name == "RefineLandmarksd" else "trust"
+        )
+        groups[group].append(transform)
+    entry = {"image": image_path, **({"spacing": list(spacing)} if spacing else {})}
+
+    def run(steps, data):
+        for transform in steps:
+            data = transform(data)
+        return data
+
+    read_s, loaded = _median_seconds(lambda: load(dict(entry)), repeats)
+    prep_s, prepared = _median_seconds(lambda: run(preprocess, dict(loaded)), repeats)
+    with torch.inference_mode():
+        net_s, output = _median_seconds(lambda: network(prepared["image"][None].as_tensor())[0], repeats)
+    seconds = {"read": read_s, "preprocess": prep_s, "network": net_s}
+    data = {**prepared, "pred": output}
+    for group, steps in groups.items():
+        seconds[group], data = _median_seconds(lambda steps=steps, data=data: run(steps, dict(data)), repeats)
+    parameters = sum(p.numel() for p in network.parameters())
+    parameters += sum(p.numel() for p in parser.get_parsed_content("refiner_def").parameters())
+    return {
+        "configs": ["inference.json"],
+        "spacing": "given" if spacing else "assumed, then estimated",
+        "parameters": parameters,
+        "image_size": list(SIZE),
+        "grid": list(prepared["image"].shape[1:]),
+        "threads": torch.get_num_threads(),
+        "seconds": seconds,
+        "total_seconds": sum(seconds.values()),
+        "plausible": bool(data.get("shape_plausible")),
+        "orientation": data.get("orientation"),
+        "spacing_source": str(data["image"].meta.get("spacing_source")),
+        "landmarks": int(data["pred_landmarks"].shape[0]),
     }
 
 
@@ -353,12 +401,13 @@ def _cuda_section(repeats: int) -> dict:
 
 def _e2e_row(name: str, e: dict) -> str:
     if "skipped" in e:
-        return f"| {name} | - | - | - | - | - | - | - | not measured: {e['skipped']} |"
+        return f"| {name} | - | - | - | - | - | - | - | - | not measured: {e['skipped']} |"
     s = e["seconds"]
     refine = f"{s['refine']:.3f}" if "refine" in s else "-"
+    trust = f"{s['trust']:.3f}" if "trust" in s else "-"
     return (
         f"| {name} | {e['parameters']:,} | {'x'.join(map(str, e['grid']))} | {s['read']:.3f} | {s['preprocess']:.3f} "
-        f"| {s['network']:.3f} | {s['decode']:.3f} | {refine} | {e['total_seconds']:.3f} |"
+        f"| {s['network']:.3f} | {s['decode']:.3f} | {refine} | {trust} | {e['total_seconds']:.3f} |"
     )
 
 
@@ -373,19 +422,36 @@ def markdown(result: dict) -> str:
         "## End-to-end inference on the CPU, one 1935 x 2400 image (seconds, median)",
         "",
         "Read (JPEG/PNG to one grey channel), preprocess (spacing, average down to the refiner's 0.3 mm, intensity",
-        "scaling, anti-aliased resize to the grid), network, decode (to landmarks in mm), refine (19 patches of the",
-        "0.3 mm copy, the refiner, patch decoding). landmarker's SCN gets the same reading and preprocessing:",
+        "scaling, anti-aliased resize to the grid), network, decode (to landmarks in mm, with candidate peaks for the",
+        "shipped pipeline), refine (19 patches of the 0.3 mm copy, the refiner, patch decoding), trust (below).",
+        "landmarker's SCN gets the same reading and preprocessing:",
         "`OriginalSpatialConfigurationNet(in_channels=1, out_channels=19)` of landmarker 0.4.1 with its defaults,",
         "decoded by its local soft-argmax (`pip install --no-deps --target DIR landmarker==0.4.1`, `PYTHONPATH=DIR`).",
         "",
-        "| model | parameters | grid (x by y) | read | preprocess | network | decode | refine | total |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | parameters | grid (x by y) | read | preprocess | network | decode | refine | trust | total |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_e2e_row(name, e) for name, e in e2e.items()]
-    ours, theirs = e2e.get("coortransformer_two_stage", {}), e2e.get("landmarker_scn", {})
+    lines += [
+        "",
+        "`coortransformer_shipped` is `configs/inference.json` as a user runs it, every step on: the trust column holds",
+        "the shape model's choice among candidate peaks, the orientation and spacing checks, the final plausibility,",
+        "error radii, review flags, the result record and the label image; `..._spacing_unknown` gives no spacing, so",
+        "it is assumed and then estimated from the anatomy. "
+        + "; ".join(
+            f"{name}: plausible {e['plausible']}, orientation {e['orientation']}, spacing {e['spacing_source']}"
+            for name, e in e2e.items()
+            if "plausible" in e
+        )
+        + ".",
+    ]
+    ours, theirs = e2e.get("coortransformer_shipped", {}), e2e.get("landmarker_scn", {})
     if "total_seconds" in ours and "total_seconds" in theirs:
         ratio = theirs["total_seconds"] / ours["total_seconds"]
-        lines += ["", f"The shipped two-stage model is {ratio:.1f} times faster than landmarker's SCN end to end."]
+        lines += [
+            "",
+            f"The shipped model, every step on, is {ratio:.1f} times faster than landmarker's SCN end to end.",
+        ]
     folder = result["folder"]
     lines += ["", "## The user's path: `run inference` on a folder (seconds, wall clock, start-up included)", ""]
     if "skipped" in folder:
@@ -442,7 +508,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="device of the stage benchmark (end to end is always CPU)")
     parser.add_argument("--image", default=None, help="a 1935 x 2400 image; a synthetic PNG by default")
     parser.add_argument("--folder_images", type=int, default=250, help="images of the folder run (0: skip it)")
-    parser.add_argument("--markdown", default=None, help="also write this markdown file (e.g. docs/benchmarks.md)")
+    parser.add_argument(
+        "--markdown", default=None, help="also write this markdown file (e.g. docs/studies/benchmarks.md)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
@@ -454,7 +522,8 @@ def main() -> None:
         e2e = {
             "coortransformer_paper": end_to_end(image, args.repeats, PAPER),
             "coortransformer_cpu_budget": end_to_end(image, args.repeats, CPU_BUDGET),
-            "coortransformer_two_stage": end_to_end(image, args.repeats, CPU_BUDGET, refine=True),
+            "coortransformer_shipped": shipped_pipeline(image, args.repeats),
+            "coortransformer_shipped_spacing_unknown": shipped_pipeline(image, args.repeats, spacing=None),
         }
         try:
             network, decode = landmarker_scn(19)

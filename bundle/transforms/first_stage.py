@@ -18,6 +18,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import Flip, MapTransform, Rotate90
 
+from ..errors import InputError, MissingFileError
 from ..geometry import affine_spacing
 from ..io import image_filename
 from .plausibility import load_shape_model
@@ -43,13 +44,13 @@ def orient(image: MetaTensor, orientation: str) -> MetaTensor:
         ValueError: an unknown orientation, or a rotation of an image that is not 2D.
     """
     if orientation not in ORIENTATIONS:
-        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}.")
+        raise InputError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}.")
     if orientation == "as_acquired":
         return image
     if orientation == "mirrored":
         return Flip(spatial_axis=0)(image)
     if image.ndim - 1 != 2:
-        raise ValueError(f"{orientation!r} is a rotation of a 2D image; this image is {image.ndim - 1}D.")
+        raise InputError(f"{orientation!r} is a rotation of a 2D image; this image is {image.ndim - 1}D.")
     return Rotate90(k=4 - int(orientation.split("_")[1]) // 90, spatial_axes=(0, 1))(image)
 
 
@@ -85,7 +86,7 @@ class FirstStagePass:
         if self.weights is None:
             return
         if not os.path.isfile(self.weights):
-            raise FileNotFoundError(f"the first stage's weights {self.weights} are missing.")
+            raise MissingFileError(f"the first stage's weights {self.weights} are missing.")
         stamp = os.stat(self.weights).st_mtime_ns
         if stamp != self._stamp:
             device = next(self.network.parameters()).device
@@ -150,7 +151,7 @@ class FindOrientationd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         unknown = [o for o in orientations if o not in ORIENTATIONS]
         if unknown:
-            raise ValueError(f"unknown orientations {unknown}; use {ORIENTATIONS}.")
+            raise InputError(f"unknown orientations {unknown}; use {ORIENTATIONS}.")
         self.first_stage, self.orientations = first_stage, [o for o in orientations if o != "as_acquired"]
         self.retry_implausible = int(retry_implausible)
 
@@ -195,7 +196,8 @@ class EstimateSpacingd(MapTransform):
     ``tolerance`` in scale from the one it saw (the assumption fitted the image to the grid), the first stage runs
     again on it (:class:`FirstStagePass`). The estimate's error is the spread of anatomical size in the training
     population (about 6 % SD for ISBI 2015's cephalograms, children and adults): a head smaller than the population's
-    mean, a child's, gives a spacing smaller than the true one (the model card measures it).
+    mean, a child's, is taken for an average one seen at larger pixels, so its spacing comes out larger than the true
+    one, and its millimetres too large by the same ratio (the model card measures it).
 
     Args:
         keys: the fine image key (``fine_image``).
@@ -216,7 +218,7 @@ class EstimateSpacingd(MapTransform):
     ):
         super().__init__(keys, allow_missing_keys)
         if not tolerance >= 0:
-            raise ValueError(f"tolerance must be >= 0, got {tolerance}.")
+            raise InputError(f"tolerance must be >= 0, got {tolerance}.")
         self.first_stage, self.shape_model = first_stage, shape_model
         self.tolerance, self.image_key = float(tolerance), image_key
 

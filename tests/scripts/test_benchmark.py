@@ -6,7 +6,17 @@ import torch
 from PIL import Image
 
 from bundle import CoorTransformerDetector
-from scripts.benchmark import CPU_BUDGET, PAPER, SIZE, end_to_end, landmarker_scn, markdown, stages, throughput
+from scripts.benchmark import (
+    CPU_BUDGET,
+    PAPER,
+    SIZE,
+    end_to_end,
+    landmarker_scn,
+    markdown,
+    shipped_pipeline,
+    stages,
+    throughput,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +33,13 @@ def test_end_to_end_and_stages(ceph):
     assert set(timing["seconds"]) == {"read", "preprocess", "network", "decode"}
     small = end_to_end(ceph, repeats=1, overlays=CPU_BUDGET)
     assert small["grid"] == [160, 192] and small["landmarks"] == 19 and small["parameters"] < timing["parameters"]
-    both = end_to_end(ceph, repeats=1, overlays=CPU_BUDGET, refine=True)
-    assert set(both["seconds"]) == {"read", "preprocess", "network", "decode", "refine"}
+    both = shipped_pipeline(ceph, repeats=1)
+    assert set(both["seconds"]) == {"read", "preprocess", "network", "decode", "refine", "trust"}
     assert both["parameters"] > small["parameters"] and both["total_seconds"] == pytest.approx(
         sum(both["seconds"].values())
     )
+    # a blank picture is no cephalogram: every orientation is tried, and it stays as acquired, its spacing given
+    assert not both["plausible"] and both["orientation"] == "as_acquired" and both["spacing_source"] == "given"
     rows = stages(repeats=1, device=torch.device("cpu"))
     assert [r["heads"] for r in rows] == [8, 4, 2, 1] and all(r["keys"] == 832 for r in rows)
     assert all(r["max_abs_difference"] < 1e-3 for r in rows)
@@ -48,7 +60,7 @@ def test_end_to_end_and_stages(ceph):
         "torch": "t",
         "end_to_end": {
             "paper": timing,
-            "coortransformer_two_stage": both,
+            "coortransformer_shipped": both,
             "landmarker_scn": {"skipped": "not installed"},
         },
         "folder": {"images": 4, "seconds": 2.0, "seconds_per_image": 0.5, "overlays": 4, "refine": True},

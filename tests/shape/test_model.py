@@ -57,12 +57,14 @@ def test_held_out_configurations_are_plausible_in_any_pose_and_mahalanobis_is_ca
     """Configurations drawn like the training ones: every landmark is an inlier, and the squared Mahalanobis
     distances, chi-square with D = 2 degrees of freedom, average about 2 (a wrong conditional would not)."""
     held_out = _population(200, 2)
-    distances = []
+    distances, outliers = [], 0
     for shape in held_out[:100]:
         fit = model.fit_configuration(shape, noise_mm=0.0)
-        assert fit.plausible and fit.inlier.all()
+        assert fit.plausible
         distances.append(fit.mahalanobis)
+        outliers += int((~fit.inlier).sum())
     assert np.mean(distances) == pytest.approx(2.0, abs=0.4)
+    assert outliers <= 4  # of 800 landmarks: the 0.999 quantile flags about 1 by chance
     turned = model.fit_configuration(held_out[100] @ _rotation(30).T + 1000.0, noise_mm=0.0)
     assert turned.plausible and turned.rotation_deg == pytest.approx(
         model.fit_configuration(held_out[100], noise_mm=0.0).rotation_deg + 30, abs=1e-6
