@@ -14,17 +14,9 @@ row 996; world (83.5, 99.6) mm at 0.1 mm/px.
 The version is the bundle's (``configs/metadata.json``); the package keeps no second copy of it.
 """
 
-from . import sigma, transforms
+from . import handlers, sigma, transforms
 from .codecs import GaussianHeatmapCodec
 from .data import LandmarkCacheDataset, check_datalist, datalist_file, inference_list, load_datalist
-from .handlers import (
-    BestModelSaver,
-    LandmarkReportWriter,
-    LandmarkTableWriter,
-    MeanRadialErrorHandler,
-    PeriodicValidationHandler,
-    SuccessfulDetectionRateHandler,
-)
 from .io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
 from .io.files import refuse_existing
 from .losses import CentralLoss, HeatmapFocalLoss
@@ -35,22 +27,16 @@ from .workflow import check_outputs, latest_checkpoint, lower_is_better
 
 __all__ = [
     "as_bool",
-    "BestModelSaver",
     "CentralLoss",
     "ChannelSpatialAttention",
     "CoorTransformerBlock",
     "CoorTransformerDetector",
     "GaussianHeatmapCodec",
     "HeatmapFocalLoss",
-    "LandmarkReportWriter",
-    "LandmarkTableWriter",
     "LandmarkFileError",
     "Landmarks",
     "MeanRadialError",
-    "MeanRadialErrorHandler",
-    "PeriodicValidationHandler",
     "SuccessfulDetectionRate",
-    "SuccessfulDetectionRateHandler",
     "check_datalist",
     "datalist_file",
     "LandmarkCacheDataset",
@@ -62,6 +48,7 @@ __all__ = [
     "radial_errors",
     "read_landmarks",
     "refuse_existing",
+    "handlers",
     "transforms",
     "write_landmarks",
 ]

@@ -12,11 +12,14 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 from monai.data import CacheDataset
 
-from .geometry import map_points, picture_spacing
+from .errors import InputError
+from .geometry import array_frame, map_points
 from .io import (
     IMAGE_SUFFIXES,
     NO_GEOMETRY_SUFFIXES,
@@ -24,12 +27,21 @@ from .io import (
     colliding_stems,
     load_image_grey_pictures,
     output_paths,
+    picture_spacing,
     read_landmarks,
 )
 from .io.files import refuse_existing
+from .shape import ShapeModel
 from .transforms.image import FinitePixelsd, PixelSpacingd, SqueezeSpatiald
 
-__all__ = ["datalist_file", "load_datalist", "check_datalist", "inference_list", "LandmarkCacheDataset"]
+__all__ = [
+    "datalist_file",
+    "datalist_stems",
+    "load_datalist",
+    "check_datalist",
+    "inference_list",
+    "LandmarkCacheDataset",
+]
 
 PATH_KEYS = ("image", "landmarks")
 logger = logging.getLogger(__name__)
@@ -55,10 +67,10 @@ def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str 
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:  # ValueError: not JSON, or not text at all (UnicodeDecodeError)
-        raise ValueError(f"{path}: cannot read the datalist ({type(e).__name__}: {e}).") from None
+        raise InputError(f"{path}: cannot read the datalist ({type(e).__name__}: {e}).") from None
     entries = data.get(key) if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise ValueError(
+        raise InputError(
             f"{path}: no non-empty list {key!r} (it has {sorted(data) if isinstance(data, dict) else []})."
         )
     root = Path(base_dir) if base_dir is not None else path.parent
@@ -72,6 +84,11 @@ def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str 
                 entry[k] = str(root / entry[k])
         out.append(entry)
     return out
+
+
+def datalist_stems(path: str | os.PathLike, key: str) -> list[str]:
+    """The image file names without suffix of a datalist's ``key`` list, in order (as evaluation tables name them)."""
+    return [Path(entry["image"]).stem for entry in load_datalist(path, key)]
 
 
 MIN_SIZE = 32  # pixels per axis: smaller images cannot hold a landmark layout the networks could find
@@ -107,13 +124,13 @@ def check_datalist(
         where = f"{name}[{i}] ({entry.get('image', '?')})"
         image_path = entry.get("image")
         if not image_path:
-            raise ValueError(f"{where}: no 'image'.")
+            raise InputError(f"{where}: no 'image'.")
         if not Path(image_path).exists():
-            raise ValueError(f"{where}: image file not found.")
+            raise InputError(f"{where}: image file not found.")
         try:
             image = load({"image": image_path})["image"]
         except Exception as e:  # noqa: BLE001 - readers raise many kinds; all mean "unreadable"
-            raise ValueError(f"{where}: the image cannot be read ({type(e).__name__}: {e}).") from None
+            raise InputError(f"{where}: the image cannot be read ({type(e).__name__}: {e}).") from None
         try:
             image = SqueezeSpatiald("image", spatial_dims)({"image": image})["image"]
             other_dims = f"the image has {image.ndim - 1} spatial dims, expected {spatial_dims}."
@@ -122,46 +139,46 @@ def check_datalist(
         if image.ndim - 1 != spatial_dims:
             if leave_out_other_dims:
                 continue
-            raise ValueError(f"{where}: {other_dims}")
+            raise InputError(f"{where}: {other_dims}")
         try:
             FinitePixelsd("image")({"image": image})
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise InputError(f"{where}: {e}") from None
         if min(image.shape[1:]) < min_size:
-            raise ValueError(
+            raise InputError(
                 f"{where}: the image is {tuple(image.shape[1:])} pixels; at least {min_size} per axis are needed."
             )
         spacing = entry.get("spacing")
         if spacing is None and default_spacing is None and str(image_path).lower().endswith(NO_GEOMETRY_SUFFIXES):
-            raise ValueError(
+            raise InputError(
                 f"{where}: this format has no pixel spacing; give 'spacing' (mm per pixel) in the datalist, or "
                 "--spacing for a folder, or an 'assumed_spacing' in the config."
             )
         try:
             checked = spacing_check({"image": image, "spacing": spacing})["image"]
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise InputError(f"{where}: {e}") from None
         if not require_landmarks:
             kept.append(entry)
             continue
         if not entry.get("landmarks"):
-            raise ValueError(f"{where}: no 'landmarks' file.")
+            raise InputError(f"{where}: no 'landmarks' file.")
         picture = picture_spacing(checked)
         try:
             landmarks = read_landmarks(
                 entry["landmarks"], num_landmarks, picture or spacing, spatial_dims, picture_spacing=picture
             )
         except LandmarkFileError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise InputError(f"{where}: {e}") from None
         if not landmarks.visible.all():
             missing = [n for n, v in zip(landmarks.names, landmarks.visible) if not v]
-            raise ValueError(f"{where}: landmarks {missing} are not annotated; training needs every landmark.")
+            raise InputError(f"{where}: landmarks {missing} are not annotated; training needs every landmark.")
         grid = map_points(torch.as_tensor(landmarks.coordinates), checked.affine, invert=True)
         extent = torch.tensor(image.shape[1:], dtype=grid.dtype) - 0.5
         outside = ((grid < -0.5) | (grid > extent)).any(-1)
         if outside.any():
             names = [n for n, o in zip(landmarks.names, outside.tolist()) if o]
-            raise ValueError(f"{where}: landmarks {names} lie outside the image (check the spacing and the units).")
+            raise InputError(f"{where}: landmarks {names} lie outside the image (check the spacing and the units).")
         kept.append(entry)
     return kept
 
@@ -203,19 +220,19 @@ def inference_list(
         files = sorted(p for p in source.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
         entries = [{"image": str(p)} for p in files]
     else:
-        raise ValueError(f"{source}: not found (give a folder of images, an image or a datalist file).")
+        raise InputError(f"{source}: not found (give a folder of images, an image or a datalist file).")
     if not entries:
-        raise ValueError(f"{source}: no images (looked for {', '.join(IMAGE_SUFFIXES)}).")
+        raise InputError(f"{source}: no images (looked for {', '.join(IMAGE_SUFFIXES)}).")
     for i, entry in enumerate(entries):
         if not entry.get("image"):
-            raise ValueError(f"{source}: entry {key}[{i}] has no 'image'.")
+            raise InputError(f"{source}: entry {key}[{i}] has no 'image'.")
         entry.pop("landmarks", None)
         if spacing is not None and entry.get("spacing") is None:
             entry["spacing"] = list(spacing)
     collisions = colliding_stems(entry["image"] for entry in entries)
     if collisions:
         listed = "; ".join(f"{stem}: {', '.join(paths)}" for stem, paths in collisions.items())
-        raise ValueError(
+        raise InputError(
             f"{source}: these images would write the same output files ({listed}); rename them or run them apart."
         )
     if output_dir is not None:
@@ -271,8 +288,66 @@ class LandmarkCacheDataset(CacheDataset):
             logger.warning(f"{name}: left out {len(stored) - len(kept)} datastore images that are not {spatial_dims}D.")
         entries += kept
         if not entries:
-            raise ValueError(
+            raise InputError(
                 f"{name}: no {spatial_dims}D entries. (Under MONAI Label: label more images, or give the training a "
                 "validation split that holds at least one.)"
             )
         super().__init__(entries, transform, **kwargs)
+
+
+def configurations_from_datalist(
+    entries: Sequence[dict],
+    num_landmarks: int,
+    spatial_dims: int = 2,
+    default_spacing: Sequence[float] | None = None,
+) -> np.ndarray:
+    """The complete landmark configurations of ``entries`` (``{"image": ..., "landmarks": ..., "spacing": ...}``, as
+    :func:`bundle.load_datalist` gives them; a MONAI Label entry's ``label`` counts as its landmark file), (N, K, D),
+    each in its image's array frame (:func:`bundle.geometry.array_frame` through the affine the image is loaded with):
+    the frame the network sees, whatever the file headers' orientation. Entries with landmarks missing are left out.
+
+    Raises:
+        ValueError: a landmark file is wrong (naming it).
+    """
+    load = load_image_grey_pictures("image", image_only=True, ensure_channel_first=True, dtype=None)
+    squeeze = SqueezeSpatiald("image", spatial_dims)
+    spacing_of = PixelSpacingd("image", default_spacing=default_spacing)
+    shapes = []
+    for entry in entries:
+        image = squeeze(load({"image": entry["image"]}))["image"]
+        image = spacing_of({"image": image, "spacing": entry.get("spacing")})["image"]
+        picture = picture_spacing(image)
+        landmarks = read_landmarks(
+            entry.get("landmarks") or entry["label"],
+            num_landmarks,
+            picture or entry.get("spacing"),
+            spatial_dims,
+            picture_spacing=picture,
+        )
+        if landmarks.visible.all():
+            frame = array_frame(torch.as_tensor(landmarks.coordinates), image.meta["source_affine"])
+            shapes.append(frame.numpy())
+    return np.stack(shapes) if shapes else np.zeros((0, num_landmarks, spatial_dims))
+
+
+def shape_model_from_datalist(
+    entries: Sequence[dict],
+    landmark_names: Sequence[str],
+    spatial_dims: int = 2,
+    default_spacing: Sequence[float] | None = None,
+    modes: int | None = 20,
+    **settings,
+) -> ShapeModel:
+    """Fit a :class:`ShapeModel` to the complete configurations of ``entries`` (:func:`configurations_from_datalist`).
+
+    Args:
+        modes: principal directions kept (20: chosen by leave-one-out on ISBI 2015, docs/studies/shape_model.md).
+        settings: decision settings of :class:`ShapeModel` (``threshold``, ...).
+
+    Raises:
+        ValueError: no entry has every landmark, or a landmark file is wrong (naming it).
+    """
+    shapes = configurations_from_datalist(entries, len(landmark_names), spatial_dims, default_spacing)
+    if not len(shapes):
+        raise InputError("no training entry has every landmark annotated: a shape model needs complete ones.")
+    return ShapeModel.fit(shapes, landmark_names, modes=modes, **settings)

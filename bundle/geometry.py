@@ -15,7 +15,9 @@ from monai.data.utils import to_affine_nd
 from monai.transforms import ApplyTransformToPoints
 from monai.utils import convert_to_tensor
 
-__all__ = ["map_points", "spacing_affine", "affine_spacing", "picture_spacing", "array_frame"]
+from .errors import InputError
+
+__all__ = ["map_points", "spacing_affine", "affine_spacing", "array_frame"]
 
 
 def map_points(points, affine, invert: bool = False) -> torch.Tensor:
@@ -43,7 +45,7 @@ def spacing_affine(spacing: Sequence[float]) -> torch.Tensor:
     """
     spacing = np.asarray(spacing, dtype=np.float64).reshape(-1)
     if spacing.size not in (1, 2, 3) or not np.all(np.isfinite(spacing) & (spacing > 0)):
-        raise ValueError(f"spacing must be 1 to 3 positive numbers (mm per pixel), got {spacing.tolist()}.")
+        raise InputError(f"spacing must be 1 to 3 positive numbers (mm per pixel), got {spacing.tolist()}.")
     return torch.diag(torch.as_tensor(np.append(spacing, 1.0)))
 
 
@@ -64,14 +66,3 @@ def array_frame(points, affine) -> torch.Tensor:
     dims = points.shape[-1]
     grid = map_points(points.reshape(-1, dims), affine, invert=True)
     return (grid * affine_spacing(affine, dims)).reshape(points.shape)
-
-
-def picture_spacing(image) -> list | None:
-    """For a loaded 2D picture without geometry (PNG, JPEG, ...; a MONAI MetaTensor after
-    :class:`~bundle.transforms.PixelSpacingd`), the spacing its pixels were given (x, y); None for any other image.
-    3D Slicer files of such a picture are in Slicer's frame of it (:mod:`bundle.io.landmarks`)."""
-    from .io import NO_GEOMETRY_SUFFIXES, image_filename  # local: io imports this module
-
-    if image.ndim - 1 != 2 or not image_filename(image).lower().endswith(NO_GEOMETRY_SUFFIXES):
-        return None
-    return affine_spacing(image.meta.get("source_affine", image.affine), 2).tolist()

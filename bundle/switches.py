@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import InputError
+
 __all__ = ["as_bool"]
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
@@ -23,4 +25,4 @@ def as_bool(value, name: str = "value") -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(f"{name} must be true or false (or 1 / 0), got {value!r}.")
+    raise InputError(f"{name} must be true or false (or 1 / 0), got {value!r}.")

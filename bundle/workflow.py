@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
+from .errors import MissingFileError, OutputExistsError
 from .switches import as_bool
 
 __all__ = ["check_outputs", "latest_checkpoint", "lower_is_better"]
@@ -32,7 +33,7 @@ def latest_checkpoint(directory: str | os.PathLike) -> str:
         if zipfile.is_zipfile(path):
             return str(path)
         logger.warning(f"{path} is incomplete (the training stopped while writing it); resuming from an earlier one.")
-    raise FileNotFoundError(f"no checkpoint to resume from in {directory}: train without --resume first.")
+    raise MissingFileError(f"no checkpoint to resume from in {directory}: train without --resume first.")
 
 
 def check_outputs(
@@ -68,7 +69,7 @@ def check_outputs(
         overwrite = True
     existing = [str(p) for p in (model_path, checkpoint_dir) if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{' and '.join(existing)} already exist: pass --resume true to continue that training, --overwrite true "
             "to replace it, or other --ckpt_dir / --output_dir."
         )

@@ -1,6 +1,6 @@
 """The paper's claims on our protocol: Zhu et al.'s Tables II (losses), III (the exponent r) and IV (attention kinds)
 and Fig. 9 (convergence), run as config overlays x seeds on ISBI 2015, with paired t-tests, written to
-``docs/ablation.md``.
+``docs/studies/ablation.md``.
 
 Zhu et al., "Central loss guides coordinated Transformer for reliable anatomical landmark detection", Neural Networks
 187, 2025. The paper's own numbers were not available to us (only the abstract), so each table states the paper's
@@ -19,9 +19,9 @@ again, so the study resumes run by run. Runs go seed by seed, so that a cut-off 
 
 Usage::
 
-    python -m scripts.ablation prepare --datalist data/isbi2015/datalist.json --out runs/ablation
-    python -m scripts.ablation run --out runs/ablation --tables II III IV --seeds 0 1 2
-    python -m scripts.ablation report --out runs/ablation --doc docs/ablation.md --figures docs/figures
+    python -m experiments.ablation prepare --datalist data/isbi2015/datalist.json --out runs/ablation
+    python -m experiments.ablation run --out runs/ablation --tables II III IV --seeds 0 1 2
+    python -m experiments.ablation report --out runs/ablation --doc docs/studies/ablation.md --figures docs/studies/figures
 """
 
 from __future__ import annotations
@@ -40,11 +40,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bundle.data import load_datalist
-from bundle.errors import run_main
+from bundle.data import datalist_stems, load_datalist
+from bundle.errors import InputError, MissingFileError, run_main
 from bundle.io import read_landmarks, write_landmarks
-
-from .sigma_study import landmark_errors, split_stems, summarise
+from bundle.metrics import error_figures, read_error_table
 
 SPLITS = ("test1", "test2")
 GRID = [80, 96]
@@ -79,7 +78,7 @@ def balanced_pos_weight(grid: list[int], sigma: float) -> float:
 
 DOC_HEADER = """# The paper's claims on our protocol (Tables II-IV, Fig. 9)
 
-Written by `python -m scripts.ablation report` from the runs of `python -m scripts.ablation run`; do not edit by hand.
+Written by `python -m experiments.ablation report` from the runs of `python -m experiments.ablation run`; do not edit by hand.
 
 Zhu et al., "Central loss guides coordinated Transformer for reliable anatomical landmark detection", Neural Networks
 187, 2025, claim that the central loss beats cross-entropy, weighted cross-entropy and focal loss (Table II), that r = 2
@@ -91,14 +90,14 @@ tables below state each claim, not the paper's figures.
 
 - Data: ISBI 2015, trained on images 001-130, validated on 131-150 (validation alone selects each run's model), tested
   once on Test1 (151-300) and Test2 (301-400) against the mean of the two doctors. The images are box-averaged 4 x 4
-  (0.4 mm per pixel; `python -m scripts.ablation prepare`) so that a run starts in seconds; the network sees them on a
+  (0.4 mm per pixel; `python -m experiments.ablation prepare`) so that a run starts in seconds; the network sees them on a
   grid of {grid_size[0]} x {grid_size[1]} (2.4 mm per grid pixel).
 - Training: `configs/train.json` as shipped (network, augmentation, Adam, batch 2, sigma {sigma} grid pixels, the
   DARK decoder) but for {max_epochs} epochs at a constant learning rate of {learning_rate:g}, validating every
   {val_interval} epochs. The translation of the augmentation is {translate_range} grid pixels, the shipped millimetres.
   The shipped cycle from 1e-4 left a 20-epoch run at 40 mm; at this length the runs measure how far each variant gets
   in a fixed short budget, not where it converges.
-- Rows: each an overlay of the shipped config (`EXPERIMENTS` in `scripts/ablation.py`): the loss (`CentralLoss` with
+- Rows: each an overlay of the shipped config (`EXPERIMENTS` in `experiments/ablation.py`): the loss (`CentralLoss` with
   r = 0 is cross-entropy; weighted cross-entropy is r = 0 with the landmark term weighted {pos_weight}, the background
   mass over the landmark mass of a target; focal loss is `HeatmapFocalLoss`, gamma 2), r, or `network_def#attention`
   (`none`, `vanilla`, `swin`, `deformable`, `coor`). Three seeds per row (0, 1, 2).
@@ -111,7 +110,7 @@ tables below state each claim, not the paper's figures.
   CoorTransformer's is the lowest at every seed, *refuted* when another kind's is lower at every seed.
 - `train (s)`: wall time of a run's training on the 2-core machine, start-up included. Some runs shared the machine
   with other jobs (the test suite), so compare times only roughly.
-- The paper's protocol (416 x 512, hundreds of epochs) needs a GPU: `docs/gpu.md`.
+- The paper's protocol (416 x 512, hundreds of epochs) needs a GPU: `docs/studies/gpu.md`.
 
 How to read the verdicts: they hold *at this scale*. A 30-epoch run on a 2.4 mm grid measures how far each variant
 gets in a short, fixed budget; a row that starts slowly (more parameters, attention that must learn where to look)
@@ -226,7 +225,7 @@ def prepare(datalist: str, out: Path, factor: int) -> Path:
             stem = Path(resolved["image"]).stem
             if stem not in done:
                 if "spacing" not in resolved:
-                    raise ValueError(f"{resolved['image']}: the reduced copy needs the datalist's 'spacing' (mm/px).")
+                    raise InputError(f"{resolved['image']}: the reduced copy needs the datalist's 'spacing' (mm/px).")
                 spacing = [float(s) for s in resolved["spacing"]]
                 image_path = folder / "images" / f"{stem}.png"
                 landmark_path = folder / "landmarks" / f"{stem}.csv"
@@ -253,12 +252,28 @@ def run_folder(out: Path, name: str, seed: int) -> Path:
     return out / "runs" / name / f"seed{seed}"
 
 
+# what evaluation takes of a run's overlays: the grid and the network (the rest, the loss and the training schedule,
+# belongs to training only)
+EVALUATION_KEYS = ("grid_size", "grid_spacing", "sigma")
+
+
 def configs(out: Path, folder: Path, evaluate: bool) -> list[str]:
-    """The config files of a run: the shipped training config (and the paper's size for the ``paper`` protocol), the
-    protocol overlay, the experiment's overlay, and the evaluation overlay when evaluating."""
+    """The config files of a run. Training: the shipped training config (and the paper's size for the ``paper``
+    protocol), the protocol overlay and the experiment's overlay. Evaluation: the shipped inference config with the
+    same sizes, the evaluation overlay and what the run's overlays say of the grid and the network, as the first
+    stage alone (no refiner, no trust checks: the study compares first stages)."""
     study = json.loads((out / "study.json").read_text()) if (out / "study.json").exists() else {"protocol": "cpu"}
-    files = ["configs/train.json", *PROTOCOL_CONFIGS[study["protocol"]], str(out / "protocol.json")]
-    return files + [str(folder / "overlay.json")] + (["configs/evaluate.json"] if evaluate else [])
+    sizes = PROTOCOL_CONFIGS[study["protocol"]]
+    if not evaluate:
+        return ["configs/train.json", *sizes, str(out / "protocol.json"), str(folder / "overlay.json")]
+    settings = {"trust": False, "refine": False, "datalist_key": "test"}
+    for path in (out / "protocol.json", folder / "overlay.json"):
+        overlay = json.loads(path.read_text()) if path.exists() else {}
+        settings.update({k: v for k, v in overlay.items() if k in EVALUATION_KEYS or k.startswith("network_def")})
+        if "datalist" in overlay:
+            settings["dataset_dir"] = overlay["datalist"]
+    (folder / "evaluation.json").write_text(json.dumps(settings, indent=1) + "\n")
+    return ["configs/inference.json", *sizes, "configs/evaluate.json", str(folder / "evaluation.json")]
 
 
 def train_command(out: Path, folder: Path, seed: int) -> list[str]:
@@ -271,8 +286,7 @@ def train_command(out: Path, folder: Path, seed: int) -> list[str]:
 def evaluate_command(out: Path, folder: Path) -> list[str]:
     command = [sys.executable, "-m", "monai.bundle", "run", "evaluating"]
     command += ["--config_file", repr(configs(out, folder, evaluate=True))]
-    command += ["--ckpt_dir", str(folder / "models"), "--output_dir", str(folder / "test"), "--overwrite", "true"]
-    return command + ["--eval_split", "test"]
+    return command + ["--ckpt_dir", str(folder / "models"), "--output_dir", str(folder / "test"), "--overwrite", "true"]
 
 
 def run_one(out: Path, name: str, seed: int) -> Path:
@@ -309,14 +323,14 @@ def run_study(
     if protocol == "cpu":
         reduced = out / "data" / "datalist.json"
         if not reduced.exists():
-            raise FileNotFoundError(f"{reduced} does not exist: run `python -m scripts.ablation prepare` first.")
+            raise MissingFileError(f"{reduced} does not exist: run `python -m experiments.ablation prepare` first.")
         overlay = {**PROTOCOL, "datalist": str(reduced.resolve())}
     elif protocol == "paper":
         if datalist is None or not Path(datalist).exists():
-            raise FileNotFoundError(f"the paper protocol needs --datalist of the prepared images, got {datalist}.")
+            raise MissingFileError(f"the paper protocol needs --datalist of the prepared images, got {datalist}.")
         overlay = {"datalist": str(Path(datalist).resolve())}
     else:
-        raise ValueError(f"protocol must be one of {tuple(PROTOCOL_CONFIGS)}, got {protocol!r}.")
+        raise InputError(f"protocol must be one of {tuple(PROTOCOL_CONFIGS)}, got {protocol!r}.")
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps({"protocol": protocol, "datalist": overlay["datalist"]}) + "\n")
     (out / "protocol.json").write_text(json.dumps(overlay, indent=1) + "\n")
@@ -365,14 +379,14 @@ def study_datalist(out: Path) -> str:
 
 def load_runs(out: Path, names: list[str]) -> dict[str, list[Run]]:
     """The finished runs of each experiment, by seed."""
-    stems = {split: split_stems(study_datalist(out), split) for split in SPLITS}
+    stems = {split: datalist_stems(study_datalist(out), split) for split in SPLITS}
     runs: dict[str, list[Run]] = {}
     for name in names:
         runs[name] = []
         for record in sorted((out / "runs" / name).glob("seed*/run.json")):
             folder = record.parent
             info = json.loads(record.read_text())
-            errors = {s: landmark_errors(folder / "test" / "landmark_errors.csv", stems[s]) for s in SPLITS}
+            errors = {s: read_error_table(folder / "test" / "landmark_errors.csv", stems[s]) for s in SPLITS}
             runs[name].append(
                 Run(
                     name,
@@ -439,8 +453,8 @@ def table_markdown(key: str, runs: dict[str, list[Run]]) -> tuple[list[str], str
         rs = runs[name]
         cells = [f"{EXPERIMENTS[name].label}{' (claimed best)' if name == table.best else ''}", str(len(rs))]
         for split in SPLITS:
-            mres = [summarise(r.landmark_errors[split])["mre"] for r in rs]
-            sdrs = [summarise(r.landmark_errors[split])["sdr_2mm"] for r in rs]
+            mres = [error_figures(r.landmark_errors[split])["mre"] for r in rs]
+            sdrs = [error_figures(r.landmark_errors[split])["sdr_2mm"] for r in rs]
             cells += [f"{np.mean(mres):.3f} ± {np.std(mres):.3f}", f"{np.mean(sdrs):.2f} %"]
         for split in SPLITS:
             if name == table.best or not runs.get(table.best):
@@ -559,8 +573,8 @@ def main(argv: list[str] | None = None) -> None:
     report_ = commands.add_parser("report", help="write the tables, t-tests, verdicts and figures")
     report_.add_argument("--out", default="runs/ablation")
     report_.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
-    report_.add_argument("--doc", default="docs/ablation.md")
-    report_.add_argument("--figures", default="docs/figures")
+    report_.add_argument("--doc", default="docs/studies/ablation.md")
+    report_.add_argument("--figures", default="docs/studies/figures")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         print(prepare(args.datalist, Path(args.out), args.factor))

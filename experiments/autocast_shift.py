@@ -4,9 +4,9 @@ output in float32 and under float16 and bfloat16 autocast; prints JSON (mm, worl
 Why: mixed precision quantises the network's output logits (bfloat16 keeps 8 bits of mantissa, float16 11), and the
 DARK decoder's sub-pixel step reads the heatmap's curvature near its peak, so a reduced-precision output can move a
 landmark by a fraction of a grid pixel. This measures it; it decided that validation and inference run in float32
-(docs/gpu.md). Runs on the CPU (CPU autocast) or on CUDA, with the configs' own preprocessing and decoding.
+(docs/studies/gpu.md). Runs on the CPU (CPU autocast) or on CUDA, with the configs' own preprocessing and decoding.
 
-Usage: python -m scripts.autocast_shift [--datalist data/isbi2015/datalist.json] [--split validation]
+Usage: python -m experiments.autocast_shift [--datalist data/isbi2015/datalist.json] [--split validation]
        [--config_file configs/inference.json] [--device cpu]
 """
 

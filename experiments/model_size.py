@@ -1,6 +1,6 @@
 """Print the parameter count and forward FLOPs of the detector as JSON.
 
-Usage: python -m scripts.model_size [--shape 1 1 512 416] [--out_channels 19] [--attention coor]
+Usage: python -m experiments.model_size [--shape 1 1 512 416] [--out_channels 19] [--attention coor]
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts 2), with PyTorch's own formula
 for scaled-dot-product attention mapped onto the CPU flash kernel, which the counter does not know by default.

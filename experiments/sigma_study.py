@@ -16,10 +16,10 @@ The adaptive arms are evaluated with the sigmas their selected model was trained
 A run that completed (its resume checkpoint of the last epoch exists) is not run again, so the study resumes arm by
 arm. ``--pool`` compares finished studies of several seeds (per-image MRE averaged over the seeds). Usage::
 
-    python -m scripts.sigma_study --out runs/sigma_study --epochs 40 --val_interval 2 --seed 0
-    python -m scripts.sigma_study --out runs/sigma_study_seed1 --epochs 40 --val_interval 2 --seed 1 --arms fixed rl
-    python -m scripts.sigma_study --pool runs/sigma_study runs/sigma_study_seed1 --arms fixed rl
-    python -m scripts.sigma_study --trajectory runs/sigma_study/rl/runs/sigma_history.csv
+    python -m experiments.sigma_study --out runs/sigma_study --epochs 40 --val_interval 2 --seed 0
+    python -m experiments.sigma_study --out runs/sigma_study_seed1 --epochs 40 --val_interval 2 --seed 1 --arms fixed rl
+    python -m experiments.sigma_study --pool runs/sigma_study runs/sigma_study_seed1 --arms fixed rl
+    python -m experiments.sigma_study --trajectory runs/sigma_study/rl/runs/sigma_history.csv
 """
 
 from __future__ import annotations
@@ -27,18 +27,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import stats
 
-from bundle.data import load_datalist
+from bundle.data import datalist_stems
 from bundle.errors import run_main
-from bundle.metrics import summarise_errors
+from bundle.metrics import error_figures, read_error_table
 
 ARMS = ("fixed", "rl", "adaloss")
 SPLITS = ("test1", "test2")
@@ -61,10 +59,10 @@ def train_command(arm: str, folder: Path, args: argparse.Namespace) -> list[str]
 
 
 def evaluate_command(arm: str, folder: Path, args: argparse.Namespace) -> list[str]:
-    configs = ["configs/train.json", "configs/evaluate.json"]
+    configs = ["configs/inference.json", "configs/evaluate.json"]  # the first stage alone, as it was fine-tuned
     command = [sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", repr(configs)]
     command += ["--ckpt_dir", str(folder / "models"), "--output_dir", str(folder / "test"), "--overwrite", "true"]
-    command += ["--datalist", args.datalist, "--eval_split", "test"]
+    command += ["--dataset_dir", args.datalist, "--datalist_key", "test", "--trust", "false", "--refine", "false"]
     if arm != "fixed":
         sigma = json.loads((folder / "runs" / "sigma.json").read_text())["best_sigma"]
         command += ["--sigma", json.dumps(sigma), "--heatmap_codec#blur_sigma", "sigma"]
@@ -77,25 +75,6 @@ def run(command: list[str], log: Path) -> None:
         subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, check=True)
 
 
-def split_stems(datalist: str, split: str) -> list[str]:
-    return [Path(e["image"]).stem for e in load_datalist(datalist, split)]
-
-
-def landmark_errors(errors_csv: Path, stems: list[str]) -> np.ndarray:
-    """(N, K) errors of the given images, in their order."""
-    with open(errors_csv, newline="") as f:
-        rows = {Path(r["image"]).stem: r for r in csv.DictReader(f)}
-    return np.array(
-        [[float(v) if v else math.nan for k, v in rows[s].items() if k != "image"] for s in stems], dtype=np.float64
-    )
-
-
-def summarise(errors: np.ndarray, radii=(2.0, 2.5, 3.0, 4.0)) -> dict:
-    """MRE, SD and SDR (%) of (N, K) errors, by the bundle's own summary (:func:`bundle.metrics.summarise_errors`)."""
-    summary = summarise_errors(torch.from_numpy(errors), [str(k) for k in range(errors.shape[1])], radii)
-    return {"mre": summary["mre"], "sd": summary["sd"], **{f"sdr_{r}mm": v for r, v in summary["sdr"].items()}}
-
-
 def compare(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     results: dict = {"protocol": vars(args), "arms": {}, "tests": {}}
@@ -104,8 +83,8 @@ def compare(args: argparse.Namespace) -> dict:
         errors_csv = out / arm / "test" / "landmark_errors.csv"
         arm_result = {}
         for split in SPLITS:
-            errors = landmark_errors(errors_csv, split_stems(args.datalist, split))
-            arm_result[split] = summarise(errors)
+            errors = read_error_table(errors_csv, datalist_stems(args.datalist, split))
+            arm_result[split] = error_figures(errors)
             per_image[(arm, split)] = np.nanmean(errors, axis=1)
         history = out / arm / "runs" / "sigma.json"
         if history.exists():
@@ -151,11 +130,11 @@ def pool(folders: list[str], arms: list[str], datalist: str) -> str:
     lines = ["| arm | split | seeds | MRE (mm), per-image mean over seeds | vs fixed: mean difference (mm) | t | p |"]
     lines.append("|---|---|---|---|---|---|---|")
     for split in SPLITS:
-        stems = split_stems(datalist, split)
+        stems = datalist_stems(datalist, split)
         means = {
             arm: np.mean(
                 [
-                    np.nanmean(landmark_errors(Path(f) / arm / "test" / "landmark_errors.csv", stems), 1)
+                    np.nanmean(read_error_table(Path(f) / arm / "test" / "landmark_errors.csv", stems), 1)
                     for f in folders
                 ],
                 axis=0,
@@ -191,6 +170,36 @@ def trajectory(history_csv: str, every: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_sigma_history(csv_path: str | Path, png_path: str | Path) -> None:
+    """Plot sigma after each decision against the epoch, one line per landmark, from a run's ``sigma_history.csv``
+    (:class:`bundle.handlers.SigmaHistoryWriter`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            epochs, sigmas = series.setdefault(row["name"], ([], []))
+            if not epochs:
+                epochs.append(0)
+                sigmas.append(float(row["sigma_before"]))
+            epochs.append(int(row["epoch"]))
+            sigmas.append(float(row["sigma_after"]))
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for name, (epochs, sigmas) in series.items():
+        axes.step(epochs, sigmas, where="post", label=name, linewidth=1)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("sigma (grid pixels)")
+    axes.set_title("Heatmap sigma per landmark")
+    if len(series) <= 20:
+        axes.legend(fontsize=6, ncol=2, loc="best")
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/sigma_study")
@@ -203,9 +212,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pool", nargs="+", help="study folders of finished runs, one per seed: compare them pooled")
     parser.add_argument("--trajectory", help="a run's sigma_history.csv: print each landmark's sigma over the epochs")
+    parser.add_argument("--plot", nargs=2, metavar=("HISTORY_CSV", "PNG"), help="plot a run's sigma history")
     args = parser.parse_args(argv)
     if args.trajectory:
         print(trajectory(args.trajectory))
+        return
+    if args.plot:
+        plot_sigma_history(*args.plot)
         return
     if args.pool:
         print(pool(args.pool, args.arms, args.datalist))

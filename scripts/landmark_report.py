@@ -33,7 +33,7 @@ from monai.transforms import LoadImage
 from PIL import Image, ImageDraw
 
 from bundle.data import load_datalist
-from bundle.errors import run_main
+from bundle.errors import InputError, OutputExistsError, run_main
 from bundle.geometry import map_points, spacing_affine
 from bundle.io import NO_GEOMETRY_SUFFIXES, output_stem, read_landmarks
 from bundle.metrics import radial_errors, summarise_errors
@@ -60,7 +60,7 @@ def load_predictions(folder: Path) -> dict[str, dict]:
             "names": [item["name"] for item in items],
         }
     if not predictions:
-        raise ValueError(f"{folder}: no prediction files (<stem>.json from configs/inference.json).")
+        raise InputError(f"{folder}: no prediction files (<stem>.json from configs/inference.json).")
     return predictions
 
 
@@ -70,7 +70,7 @@ def match(entries: list, predictions: dict[str, dict], num_landmarks: int | None
     for entry in entries:
         stem = output_stem(entry["image"])
         if stem not in predictions:
-            raise ValueError(f"no prediction for {entry['image']} (looked for {stem}.json).")
+            raise InputError(f"no prediction for {entry['image']} (looked for {stem}.json).")
         spacing = entry.get("spacing")
         truth = read_landmarks(entry["landmarks"], num_landmarks, spacing=spacing)
         affine = spacing_affine(spacing) if spacing is not None else _file_affine(entry["image"])
@@ -84,7 +84,7 @@ def _file_affine(image: str) -> torch.Tensor:
     """The pixel-to-world affine of a 2D image file with geometry (e.g. the hand atlas's .mha); a format without
     geometry needs a datalist spacing: millimetres would be meaningless."""
     if image.lower().endswith(NO_GEOMETRY_SUFFIXES):
-        raise ValueError(f"{image}: the datalist gives no 'spacing' (mm per pixel) for this format.")
+        raise InputError(f"{image}: the datalist gives no 'spacing' (mm per pixel) for this format.")
     loaded = LoadImage(image_only=True, ensure_channel_first=True)(image)
     return SqueezeSpatiald("image", 2)({"image": loaded})["image"].affine
 
@@ -193,7 +193,7 @@ def make_report(
 ) -> dict:
     """Compute everything, write ``report.md``, ``report.json`` and the figures under ``out``; return the JSON."""
     if (out / "report.json").exists() and not overwrite:
-        raise FileExistsError(f"{out / 'report.json'} exists: pass --overwrite or another --out.")
+        raise OutputExistsError(f"{out / 'report.json'} exists: pass --overwrite or another --out.")
     out.mkdir(parents=True, exist_ok=True)
     predicted = load_predictions(predictions)
     unit = "normalised mm" if normalize_pair is not None else "mm"

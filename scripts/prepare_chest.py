@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bundle.errors import run_main
+from bundle.errors import InputError, run_main
 from bundle.io.files import refuse_existing
 
 NUM_LANDMARKS = 6
@@ -34,21 +34,21 @@ def read_label(path: Path, num_landmarks: int = NUM_LANDMARKS) -> np.ndarray:
     """(K, 2) normalised coordinates; a malformed file raises naming the file and the line."""
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     if not lines:
-        raise ValueError(f"{path}: empty label file.")
+        raise InputError(f"{path}: empty label file.")
     try:
         count = int(lines[0])
     except ValueError:
-        raise ValueError(f"{path}, line 1: the landmark count is {lines[0]!r}, not an integer.") from None
+        raise InputError(f"{path}, line 1: the landmark count is {lines[0]!r}, not an integer.") from None
     if count != num_landmarks or len(lines) - 1 != count:
-        raise ValueError(f"{path}: says {count} landmarks and has {len(lines) - 1}; expected {num_landmarks}.")
+        raise InputError(f"{path}: says {count} landmarks and has {len(lines) - 1}; expected {num_landmarks}.")
     points = []
     for number, line in enumerate(lines[1:], start=2):
         try:
             x, y = (float(v) for v in line.split())
         except ValueError:
-            raise ValueError(f"{path}, line {number}: expected 'x y', got {line!r}.") from None
+            raise InputError(f"{path}, line {number}: expected 'x y', got {line!r}.") from None
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-            raise ValueError(f"{path}, line {number}: ({x}, {y}) is not normalised to [0, 1].")
+            raise InputError(f"{path}, line {number}: ({x}, {y}) is not normalised to [0, 1].")
         points.append((x, y))
     return np.asarray(points)
 
@@ -57,13 +57,13 @@ def prepare(images: Path, labels: Path, out: Path, fractions=(0.7, 0.1, 0.2), ov
     refuse_existing(out / "datalist.json", overwrite)
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"{images}: no images.")
+        raise InputError(f"{images}: no images.")
     (out / "landmarks").mkdir(parents=True, exist_ok=True)
     entries = []
     for image in files:
         label = labels / f"{image.stem}.txt"
         if not label.exists():
-            raise ValueError(f"{image}: no label file {label}.")
+            raise InputError(f"{image}: no label file {label}.")
         with Image.open(image) as opened:
             size = np.array(opened.size, dtype=np.float64)  # (width, height)
         pixels = read_label(label) * size

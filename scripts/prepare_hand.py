@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from monai.transforms import LoadImage
 
-from bundle.errors import run_main
+from bundle.errors import InputError, run_main
 from bundle.geometry import map_points
 from bundle.io.files import refuse_existing
 from bundle.transforms import SqueezeSpatiald
@@ -44,11 +44,11 @@ def read_annotations(path: Path) -> dict[str, np.ndarray]:
             if not row:
                 continue
             if len(row) != 1 + 2 * NUM_LANDMARKS:
-                raise ValueError(f"{path}, line {line_number}: {len(row)} fields, expected {1 + 2 * NUM_LANDMARKS}.")
+                raise InputError(f"{path}, line {line_number}: {len(row)} fields, expected {1 + 2 * NUM_LANDMARKS}.")
             try:
                 values = np.array([float(v) for v in row[1:]])
             except ValueError:
-                raise ValueError(f"{path}, line {line_number}: a coordinate is not a number.") from None
+                raise InputError(f"{path}, line {line_number}: a coordinate is not a number.") from None
             annotations[row[0].strip()] = values.reshape(NUM_LANDMARKS, 2)
     return annotations
 
@@ -65,7 +65,7 @@ def prepare(source: Path, out: Path, cv_set: int = 1, validation_every: int = 10
     annotations = read_annotations(source / "setup" / "all.csv")
     images = {p.stem: p for p in sorted((source / "images").glob("*.mha"))}
     if not images:
-        raise ValueError(f"{source / 'images'}: no .mha images.")
+        raise InputError(f"{source / 'images'}: no .mha images.")
     folder = source / "setup" / "cv" / f"set{cv_set}"
     lists = {
         name: [i.strip() for i in (folder / f"{name}.txt").read_text().split() if i.strip()]

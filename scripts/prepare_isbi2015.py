@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bundle.errors import run_main
+from bundle.errors import InputError, run_main
 from bundle.io.files import refuse_existing
 
 SPACING = 0.1  # mm per pixel
@@ -50,13 +50,13 @@ def _read_official_txt(path: Path) -> np.ndarray:
     """(19, 2) pixels from an official annotation file; the lines after the 19th are classification labels."""
     lines = path.read_text().splitlines()
     if len(lines) < NUM_LANDMARKS:
-        raise ValueError(f"{path}: {len(lines)} lines, expected at least {NUM_LANDMARKS} 'x,y' lines.")
+        raise InputError(f"{path}: {len(lines)} lines, expected at least {NUM_LANDMARKS} 'x,y' lines.")
     points = []
     for i, line in enumerate(lines[:NUM_LANDMARKS], start=1):
         try:
             x, y = (float(v) for v in line.split(","))
         except ValueError:
-            raise ValueError(f"{path}, line {i}: expected 'x,y' in pixels, got {line!r}.") from None
+            raise InputError(f"{path}, line {i}: expected 'x,y' in pixels, got {line!r}.") from None
         points.append((x, y))
     return np.asarray(points)
 
@@ -66,7 +66,7 @@ def _official(source: Path) -> tuple[dict[int, Path], dict[str, dict[int, np.nda
     for folder, (first, last) in OFFICIAL_FOLDERS.items():
         for path in sorted((source / "RawImage" / folder).glob("*.bmp")):
             if not first <= int(path.stem) <= last:
-                raise ValueError(f"{path}: image {path.stem} does not belong in {folder} ({first:03d}-{last:03d}).")
+                raise InputError(f"{path}: image {path.stem} does not belong in {folder} ({first:03d}-{last:03d}).")
             images[int(path.stem)] = path
     pixels = {}
     for doctor in ("senior", "junior"):
@@ -81,7 +81,7 @@ def _shared(source: Path) -> tuple[dict[int, Path], dict[str, dict[int, np.ndarr
     for truth in ("senior", "junior", "challenge"):
         table = np.loadtxt(source / "annotations" / f"all_{truth}.csv", delimiter=",", ndmin=2)
         if table.shape[1] != 1 + 2 * NUM_LANDMARKS:
-            raise ValueError(f"all_{truth}.csv: {table.shape[1]} columns, expected {1 + 2 * NUM_LANDMARKS}.")
+            raise InputError(f"all_{truth}.csv: {table.shape[1]} columns, expected {1 + 2 * NUM_LANDMARKS}.")
         pixels[truth] = {int(row[0]): row[1:].reshape(NUM_LANDMARKS, 2) / SPACING for row in table}
     return images, pixels
 
@@ -93,11 +93,11 @@ def load_source(source: Path) -> tuple[dict[int, Path], dict[str, dict[int, np.n
     elif (source / "annotations" / "all_senior.csv").is_file():
         images, pixels = _shared(source)
     else:
-        raise ValueError(
+        raise InputError(
             f"{source}: neither the official layout (RawImage/, AnnotationsByMD/) nor images/ + annotations/."
         )
     if not images:
-        raise ValueError(f"{source}: no images found.")
+        raise InputError(f"{source}: no images found.")
     pixels["mean"] = {
         i: (pixels["senior"][i] + pixels["junior"][i]) / 2 for i in pixels["senior"] if i in pixels["junior"]
     }
@@ -111,7 +111,7 @@ def prepare(source: Path, out: Path, truths: list[str], overwrite: bool = False)
     datalists = {}
     for truth in truths:
         if truth not in pixels:
-            raise ValueError(f"ground truth {truth!r} is not available from {source} (have {sorted(pixels)}).")
+            raise InputError(f"ground truth {truth!r} is not available from {source} (have {sorted(pixels)}).")
         folder = out / f"landmarks_{truth}"
         folder.mkdir(parents=True, exist_ok=True)
         for index, points in pixels[truth].items():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bundle import read_landmarks
-from scripts.make_afids_fixture import block_average
 from tests.test_workflows import REPO, _run, _workflow
+from tools.make_afids_fixture import block_average
 
 pytestmark = pytest.mark.slow  # trains in 3D
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scripts.make_demo_data import write as write_demo_data
 from tests.conftest import REPO_ROOT
+from tools.make_demo_data import write as write_demo_data
 
 pytestmark = pytest.mark.slow  # each case runs the command line
 

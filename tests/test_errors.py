@@ -8,7 +8,16 @@ import sys
 import pytest
 
 from bundle import check_datalist
-from bundle.errors import install_error_summary, run_main, user_error
+from bundle.errors import (
+    BundleError,
+    DivergedError,
+    InputError,
+    MissingFileError,
+    OutputExistsError,
+    install_error_summary,
+    run_main,
+    user_error,
+)
 
 
 def _bundle_error() -> ValueError:
@@ -49,12 +58,34 @@ def test_scripts_end_in_one_line_for_input_errors_only(capsys):
     assert run_main(lambda: None) == 0
 
 
-def test_the_summary_hook_prints_the_line_last_and_installs_once(monkeypatch, capsys):
+def test_the_summary_hook_prints_one_line_without_a_traceback_and_installs_once(monkeypatch, capsys):
     printed = []
+    monkeypatch.delenv("BUNDLE_DEBUG", raising=False)
     monkeypatch.setattr(sys, "excepthook", lambda *args: printed.append(args[0]))
     install_error_summary()
     install_error_summary()
     error = _bundle_error()
     sys.excepthook(type(error), error, error.__traceback__)
-    assert printed == [ValueError]  # the previous hook (the traceback) still runs, once
-    assert capsys.readouterr().err.splitlines()[-1] == "error: training[0] (/nowhere/a.png): image file not found."
+    assert printed == []  # no traceback: the line says it all
+    assert capsys.readouterr().err == "error: training[0] (/nowhere/a.png): image file not found.\n"
+    other = RuntimeError("a bug")
+    sys.excepthook(type(other), other, None)
+    assert printed == [RuntimeError] and capsys.readouterr().err == ""  # anything else keeps its traceback, once
+
+
+@pytest.mark.parametrize("how", ["switch", "environment"])
+def test_debugging_keeps_the_traceback_above_the_line(monkeypatch, capsys, how):
+    printed = []
+    monkeypatch.setattr(sys, "excepthook", lambda *args: printed.append(args[0]))
+    if how == "environment":
+        monkeypatch.setenv("BUNDLE_DEBUG", "1")
+    install_error_summary(debug=how == "switch")
+    error = _bundle_error()
+    sys.excepthook(type(error), error, error.__traceback__)
+    assert printed == [InputError] and capsys.readouterr().err.endswith("image file not found.\n")
+
+
+def test_the_bundles_errors_are_the_python_kinds_callers_expect():
+    assert issubclass(InputError, ValueError) and issubclass(MissingFileError, FileNotFoundError)
+    assert issubclass(OutputExistsError, FileExistsError) and issubclass(DivergedError, FloatingPointError)
+    assert all(issubclass(e, BundleError) for e in (InputError, MissingFileError, OutputExistsError, DivergedError))

@@ -81,7 +81,7 @@ def test_only_2d_pictures_without_geometry_have_a_picture_spacing(tmp_path):
     from monai.transforms import LoadImage
     from PIL import Image
 
-    from bundle.geometry import picture_spacing
+    from bundle.io import picture_spacing
     from bundle.transforms import PixelSpacingd
 
     Image.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "p.png")

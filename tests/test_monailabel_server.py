@@ -3,7 +3,7 @@ and 3D) and ``/train`` (fine-tuning from the served weights on labels saved thro
 
 The server runs in its own virtual environment, ``.venv-monailabel`` (``requirements-monailabel.txt``; ``.ci/run``
 makes it), on 127.0.0.1 at a free port, with the app ``apps/landmarks`` and the folders that
-``scripts.monailabel_models`` writes. It is stopped by its PID (its process group) whatever happens.
+``tools.monailabel_models`` writes. It is stopped by its PID (its process group) whatever happens.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def server(tmp_path_factory):
         "--ckpt_dir", str(models), "--output_dir", str(root / "afids_runs"), "--max_epochs", "2", "--val_interval", "1",
         cwd=REPO,
     )  # fmt: skip
-    _bundle("-m", "scripts.monailabel_models", "--app", str(app), "--afids_weights", str(models / "model.pt"), cwd=REPO)
+    _bundle("-m", "tools.monailabel_models", "--app", str(app), "--afids_weights", str(models / "model.pt"), cwd=REPO)
     studies.mkdir()
     for i in range(1, 6):
         shutil.copy(TEMPLATE, studies / f"brain{i}.nii.gz")
@@ -276,12 +276,10 @@ def test_2d_train_on_jpeg_cephalograms_with_slicer_and_csv_labels(server, tmp_pa
     _train(server, CEPH)
     assert weights.stat().st_mtime_ns > stamp
     # the labels were read right: one epoch from the shipped model keeps the validation error near its own
-    errors = [
-        float(v)
-        for v in re.findall(
-            r"val_mre: ([0-9.]+)", server["log"].read_text().split("coortransformer_landmarks/models/model.pt")[-1]
-        )
-    ]
+    summary = (
+        r"training finished: best model \S*coortransformer_landmarks/models/model\.pt \(epoch \d+, val_mre ([0-9.]+)\)"
+    )
+    errors = [float(v) for v in re.findall(summary, server["log"].read_text())]
     assert errors and errors[-1] < 3.0, errors
     stem = server["cephalograms"][0]
     result = json.loads(_infer(server, CEPH, stem, "json"))

@@ -10,9 +10,9 @@ from tests.conftest import REPO_ROOT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".mha", ".mhd", ".nii", ".nii.gz", ".dcm")
 # the only tracked images: the synthetic demo set, the AFIDs template derivative (notice beside it), and plots of
-# numbers (docs/figures/, written by matplotlib from measured errors: never a picture of the data)
+# numbers (docs/studies/figures/, written by matplotlib from measured errors: never a picture of the data)
 IMAGE_FOLDERS = ("data/demo/", "data/afids/")
-PLOT_FOLDER = "docs/figures/"
+PLOT_FOLDER = "docs/studies/figures/"
 MAX_FILE_BYTES = 25 * 1024 * 1024  # the MONAI model zoo's limit per file
 
 
@@ -30,7 +30,7 @@ def test_tracked_images_are_only_the_synthetic_demo_and_the_afids_template():
 
 
 def test_figures_in_the_docs_are_matplotlib_plots():
-    """A file under docs/figures must be a PNG that matplotlib wrote (its Software tag), so an image of the research
+    """A file under docs/studies/figures must be a PNG that matplotlib wrote (its Software tag), so an image of the research
     data, or a crop or overlay of one, cannot hide there."""
     from PIL import Image
 

@@ -18,7 +18,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from bundle import check_datalist, load_datalist, read_landmarks
-from scripts.make_demo_data import write as write_demo_data
+from tools.make_demo_data import write as write_demo_data
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -222,6 +222,42 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path
     assert (tmp_path / "models" / "model.pt").exists()
 
 
+def _torchrun(run_id: str, configs: list[str], overrides: dict, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    args = ["--config_file", str([str(CONFIGS / c) for c in configs])]
+    for key, value in overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    command += ["-m", "monai.bundle", "run", run_id, *args]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_inference_and_evaluation_share_the_images_among_processes_and_gather_one_table(trained, tmp_path):
+    common = {"bundle_root": str(REPO), "ckpt_dir": str(trained / "models"), "grid_size": SMALL["grid_size"]}
+    common["network_def#features"] = SMALL["network_def#features"]
+    out = tmp_path / "inference"
+    _torchrun(
+        "inference",
+        ["inference.json", "demo.json", "multi_gpu_evaluate.json"],
+        {**common, "dataset_dir": str(trained / "data" / "images"), "output_dir": str(out)},
+    )
+    images = sorted(p.name for p in (trained / "data" / "images").iterdir())
+    written = sorted(p.name for p in out.glob("*.json") if not p.name.endswith(".mrk.json"))
+    assert len(written) == len(images) == 8  # every image once, by one process or the other
+    table = (out / "landmarks.csv").read_text().splitlines()
+    assert len(table) == 1 + 8 * 6 and len({row.split(",")[0] for row in table[1:]}) == 8
+    report = tmp_path / "evaluate"
+    _torchrun(
+        "evaluating",
+        ["inference.json", "demo.json", "evaluate.json", "multi_gpu_evaluate.json"],
+        {**common, "dataset_dir": str(trained / "data"), "output_dir": str(report)},
+    )
+    rows = (report / "landmark_errors.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 and json.loads((report / "landmark_report.json").read_text())["images"] == 2
+
+
 @pytest.mark.slow
 def test_running_from_another_folder_with_bundle_root(trained, tmp_path):
     shutil.copytree(trained / "data", tmp_path / "data")
@@ -417,7 +453,7 @@ def test_a_bad_entry_stops_the_training_workflow_before_any_epoch(trained, tmp_p
 
 @pytest.mark.parametrize("bf16", [True, False])
 def test_mixed_precision_trains_in_bfloat16_where_supported_and_never_evaluates_reduced(monkeypatch, bf16):
-    # docs/gpu.md: float16 training diverged; bfloat16 outputs moved landmarks by up to 8 mm, so no evaluator autocasts
+    # docs/studies/gpu.md: float16 training diverged; bfloat16 outputs moved landmarks by up to 8 mm, so no evaluator autocasts
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     parser = ConfigParser()

@@ -5,7 +5,7 @@ The template's licence allows copies and derivatives with its notice; the AFIDs 
 al., Human Brain Mapping 2019, and Taha et al., Scientific Data 2023). The fiducials are copied unchanged (RAS mm).
 
 Usage:
-  python -m scripts.make_afids_fixture [--source ../shared/data/afids] [--out data/afids] [--factor 4] [--overwrite]
+  python -m tools.make_afids_fixture [--source ../shared/data/afids] [--out data/afids] [--factor 4] [--overwrite]
 """
 
 from __future__ import annotations

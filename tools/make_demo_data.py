@@ -6,7 +6,7 @@ pose (rotation, scale, translation) with shape variation, a smooth background, b
 Shapes are drawn at 4x resolution and averaged down, so the edges are sub-pixel accurate.
 
 Usage:
-  python -m scripts.make_demo_data [--out data/demo] [--seed 0] [--train 40 --validation 10 --test 10] [--overwrite]
+  python -m tools.make_demo_data [--out data/demo] [--seed 0] [--train 40 --validation 10 --test 10] [--overwrite]
 Deterministic under the seed: the committed data set is what this script writes with the defaults.
 """
 

@@ -16,7 +16,7 @@ The folder names follow MONAI Label's rule that a name holding "detection", "seg
 these hold none, so MONAI Label calls them segmentation models, which is what their output is (a label image).
 
 Usage:
-  python -m scripts.monailabel_models --app apps/landmarks [--models coortransformer_landmarks afids_landmarks]
+  python -m tools.monailabel_models --app apps/landmarks [--models coortransformer_landmarks afids_landmarks]
       [--afids_weights models/afids3d/model.pt] [--overwrite]
 """
 
@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 
 from monai.bundle import ConfigParser
+
+from bundle.errors import InputError, MissingFileError, OutputExistsError, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 CEPHALOMETRIC, AFIDS = "coortransformer_landmarks", "afids_landmarks"
@@ -144,22 +146,20 @@ def write_models(app: Path, models: list, afids_weights: Path, overwrite: bool =
     """
     unknown = [m for m in models if m not in (CEPHALOMETRIC, AFIDS)]
     if unknown:
-        raise ValueError(f"unknown models {unknown}: choose from {CEPHALOMETRIC}, {AFIDS}.")
+        raise InputError(f"unknown models {unknown}: choose from {CEPHALOMETRIC}, {AFIDS}.")
     folders = {m: app / "model" / m for m in models}
     existing = [str(f) for f in folders.values() if f.exists()]
     if existing and not overwrite:
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{', '.join(existing)} already exist (with any weights MONAI Label fine-tuned there): pass --overwrite."
         )
     if AFIDS in models and not afids_weights.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{afids_weights} not found: train the 3D model first, python -m monai.bundle run training --config_file "
             "\"['configs/train.json','configs/afids3d.json']\", or pass --afids_weights."
         )
     if CEPHALOMETRIC in models and not (root / "models" / "model.pt").is_file():
-        raise FileNotFoundError(
-            f"{root / 'models' / 'model.pt'} not found: the shipped weights are part of a checkout."
-        )
+        raise MissingFileError(f"{root / 'models' / 'model.pt'} not found: the shipped weights are part of a checkout.")
     written = []
     for name, folder in folders.items():
         if folder.exists():
@@ -182,6 +182,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from bundle.errors import run_main
-
     sys.exit(run_main(main))

@@ -9,8 +9,8 @@ Mutations, one per run (Python's ``ast``): arithmetic ``+ - * / ** //`` swapped 
 n -> n + 1, a float x -> 2x), ``True``/``False`` swapped. Docstrings and string constants are left alone. Plus a few
 named mutants, the bugs this project's reviews found the suite letting through (``NAMED``).
 
-Usage: python -m scripts.mutation_test [--modules bundle/losses/central.py ...] [--limit N] [--json out.json]
-       [--markdown docs/mutation.md]
+Usage: python -m tools.mutation_test [--modules bundle/losses/central.py ...] [--limit N] [--json out.json]
+       [--markdown docs/studies/mutation.md]
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bundle.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,7 +143,7 @@ def mutants(path: Path):
     for module, what, find, replace in NAMED:
         if module == relative:
             if find not in source:
-                raise ValueError(f"{module}: the named mutant '{what}' no longer applies ({find!r} not found).")
+                raise InputError(f"{module}: the named mutant '{what}' no longer applies ({find!r} not found).")
             line = source[: source.index(find)].count("\n") + 1
             yield line, f"named: {what}", source.replace(find, replace, 1)
 
@@ -246,7 +248,7 @@ def main(argv=None) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
-        Path(args.markdown).write_text(markdown(report, " ".join(["python -m scripts.mutation_test", *sys.argv[1:]])))
+        Path(args.markdown).write_text(markdown(report, " ".join(["python -m tools.mutation_test", *sys.argv[1:]])))
 
 
 def markdown(report: dict, command: str) -> str:

@@ -12,7 +12,7 @@ fixture). What stays out: tests, requirement files, CI files, the root metadata.
 configs/metadata.json) and anything under ``models/`` but the shipped weights.
 
 Usage:
-  python -m scripts.package_zoo --out /path/to/model-zoo --weights_url https://host/release/ [--with_weights]
+  python -m tools.package_zoo --out /path/to/model-zoo --weights_url https://host/release/ [--with_weights]
       [--overwrite]
 """
 
@@ -23,6 +23,8 @@ import hashlib
 import shutil
 import sys
 from pathlib import Path
+
+from bundle.errors import MissingFileError, OutputExistsError, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE_NAME = "coortransformer_landmarks"  # the folder name: MONAI Label reads a task type from it (not "detection")
@@ -35,7 +37,7 @@ EXCLUDE_SCRIPTS = ("package_zoo.py",)  # packaging is for this repository, not f
 WEIGHTS = ("models/model.pt", "models/model.ts", "models/refiner.pt")
 
 UNIT_TEST = """# Unit test of the {name} bundle in the model zoo's style (ci/unit_tests/runner.py -b {name}).
-# Written by scripts/package_zoo.py of the bundle's repository.
+# Written by tools/package_zoo.py of the bundle's repository.
 
 import os
 import shutil
@@ -134,7 +136,7 @@ def _files(root: Path) -> list[Path]:
     for item in INCLUDE:
         path = root / item
         if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: package from a complete checkout of the bundle.")
+            raise MissingFileError(f"{path} is missing: package from a complete checkout of the bundle.")
         candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for p in candidates:
             relative = p.relative_to(root)
@@ -171,10 +173,10 @@ def package(out: Path, weights_url: str, with_weights: bool = False, overwrite: 
     unit_test = out / "ci" / "unit_tests" / f"test_{BUNDLE_NAME}.py"
     existing = [str(p) for p in (bundle, unit_test) if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist: pass --overwrite to replace them.")
+        raise OutputExistsError(f"{', '.join(existing)} already exist: pass --overwrite to replace them.")
     missing = [w for w in WEIGHTS if not (root / w).is_file()]
     if missing:
-        raise FileNotFoundError(f"{', '.join(missing)} missing: the submission describes the shipped weights.")
+        raise MissingFileError(f"{', '.join(missing)} missing: the submission describes the shipped weights.")
     if bundle.exists():
         shutil.rmtree(bundle)
     for relative in _files(root):
@@ -202,6 +204,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    from bundle.errors import run_main
-
     sys.exit(run_main(main))

@@ -1,6 +1,6 @@
 """A MONAI Label app that serves this project's landmark bundles: every bundle folder under ``<app>/model/``.
 
-``python -m scripts.monailabel_models`` writes those folders (the cephalometric model and the 3D AFIDs model) from the
+``python -m tools.monailabel_models`` writes those folders (the cephalometric model and the 3D AFIDs model) from the
 repository's code, configs and weights. Each folder is served by MONAI Label's own bundle tasks, as its sample
 ``monaibundle`` app does: :class:`BundleInferTask` runs the folder's ``configs/inference.json`` (its
 ``postprocessing`` returns a label image with a disk of value k + 1 at landmark k, and the landmarks as the result
@@ -68,7 +68,7 @@ def _bundle_folders(model_dir: str, wanted: str) -> Dict[str, str]:
     }
     if wanted.strip() in ("", "all"):
         if not found:
-            raise ValueError(f"no bundle folders in {model_dir}: run python -m scripts.monailabel_models first.")
+            raise ValueError(f"no bundle folders in {model_dir}: run python -m tools.monailabel_models first.")
         return found
     names = [n.strip() for n in wanted.split(",") if n.strip()]
     missing = [n for n in names if n not in found]

@@ -20,6 +20,8 @@ from typing import Sequence
 import torch
 from monai.networks.layers.convutils import gaussian_1d
 
+from ..errors import InputError
+
 __all__ = ["GaussianHeatmapCodec"]
 
 DECODE_METHODS = ("argmax", "dark", "soft_argmax")
@@ -81,13 +83,13 @@ class GaussianHeatmapCodec:
         soft_argmax_radius: int = 2,
     ):
         if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
+            raise InputError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
         if method not in DECODE_METHODS:
-            raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}.")
+            raise InputError(f"method must be one of {DECODE_METHODS}, got {method!r}.")
         if blur_sigma != "sigma" and (isinstance(blur_sigma, str) or not blur_sigma >= 0):
-            raise ValueError(f"blur_sigma must be a number >= 0 or 'sigma', got {blur_sigma!r}.")
+            raise InputError(f"blur_sigma must be a number >= 0 or 'sigma', got {blur_sigma!r}.")
         if truncate <= 0 or soft_argmax_radius < 1:
-            raise ValueError("truncate must be > 0 and soft_argmax_radius >= 1.")
+            raise InputError("truncate must be > 0 and soft_argmax_radius >= 1.")
         self.spatial_dims = spatial_dims
         self.sigma = sigma
         self.truncate = float(truncate)
@@ -116,13 +118,13 @@ class GaussianHeatmapCodec:
             points = points.float()
         spatial_shape = [int(s) for s in spatial_shape]
         if points.ndim < 2 or points.shape[-1] != self.spatial_dims or len(spatial_shape) != self.spatial_dims:
-            raise ValueError(
+            raise InputError(
                 f"points must be (..., K, {self.spatial_dims}) and spatial_shape have {self.spatial_dims} entries; "
                 f"got points {tuple(points.shape)} and spatial_shape {spatial_shape}."
             )
         sigma = torch.as_tensor(self.sigma if sigma is None else sigma, dtype=points.dtype, device=points.device)
         if not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
-            raise ValueError(f"sigma must be finite and > 0, got {sigma}.")
+            raise InputError(f"sigma must be finite and > 0, got {sigma}.")
         sigma = sigma.expand(points.shape[:-1])
 
         extent = torch.tensor(spatial_shape, dtype=points.dtype, device=points.device) - 0.5
@@ -156,10 +158,10 @@ class GaussianHeatmapCodec:
         """
         method = self.method if method is None else method
         if method not in DECODE_METHODS:
-            raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}.")
+            raise InputError(f"method must be one of {DECODE_METHODS}, got {method!r}.")
         dims = self.spatial_dims
         if heatmaps.ndim < dims + 1:
-            raise ValueError(f"heatmaps must be (..., K, *S) with {dims} spatial dims, got {tuple(heatmaps.shape)}.")
+            raise InputError(f"heatmaps must be (..., K, *S) with {dims} spatial dims, got {tuple(heatmaps.shape)}.")
         lead, spatial = heatmaps.shape[:-dims], tuple(heatmaps.shape[-dims:])
         maps = heatmaps.detach().float().reshape(-1, *spatial)  # (N, *S)
         confidence = maps.flatten(1).amax(1)
@@ -197,7 +199,7 @@ class GaussianHeatmapCodec:
             (..., K, M) (the heatmap's value at the maximum; 0 where there is none).
         """
         if count < 1 or min_distance < 1:
-            raise ValueError(f"count and min_distance must be >= 1, got {count} and {min_distance}.")
+            raise InputError(f"count and min_distance must be >= 1, got {count} and {min_distance}.")
         dims = self.spatial_dims
         first, first_score = self.decode(heatmaps)
         lead, spatial = heatmaps.shape[:-dims], tuple(heatmaps.shape[-dims:])
@@ -234,7 +236,7 @@ class GaussianHeatmapCodec:
             (..., K) float32 (NaN where the window holds no positive value).
         """
         if radius < 1:
-            raise ValueError(f"radius must be >= 1, got {radius}.")
+            raise InputError(f"radius must be >= 1, got {radius}.")
         dims = self.spatial_dims
         lead, spatial = heatmaps.shape[:-dims], tuple(heatmaps.shape[-dims:])
         maps = heatmaps.detach().float().reshape(-1, *spatial)
@@ -258,7 +260,7 @@ class GaussianHeatmapCodec:
         channels = lead[-1]
         sigma = torch.as_tensor(self.sigma, dtype=torch.float32).flatten().cpu()
         if sigma.numel() not in (1, channels):
-            raise ValueError(f"the codec has {sigma.numel()} sigmas for heatmaps of {channels} channels.")
+            raise InputError(f"the codec has {sigma.numel()} sigmas for heatmaps of {channels} channels.")
         return sigma.expand(channels).repeat(count // channels)
 
     def _dark_blurred(

@@ -1,6 +1,6 @@
 """Ignite handlers of the bundle."""
 
-from .adaptive_sigma import AdaptiveSigmaHandler
+from .adaptive_sigma import AdaptiveSigmaHandler, SigmaHistoryWriter
 from .calibration import ErrorCalibrationWriter
 from .checkpoint import BestModelSaver, ResumeCheckpointSaver
 from .files import LandmarkFileSaver
@@ -9,6 +9,7 @@ from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from .random_state import RandomStates
 from .report import LandmarkReportWriter
 from .shape_model import ShapeModelWriter
+from .summary import TrainingSummary, ValidationLine
 from .table import LandmarkTableWriter
 from .validation import PeriodicValidationHandler
 
@@ -25,5 +26,8 @@ __all__ = [
     "RandomStates",
     "ResumeCheckpointSaver",
     "ShapeModelWriter",
+    "SigmaHistoryWriter",
     "SuccessfulDetectionRateHandler",
+    "TrainingSummary",
+    "ValidationLine",
 ]

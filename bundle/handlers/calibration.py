@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from ..errors import OutputExistsError
 from ..uncertainty import ErrorCalibration
 
 __all__ = ["ErrorCalibrationWriter"]
@@ -57,7 +58,7 @@ class ErrorCalibrationWriter:
         if self.path.is_file() and not self.overwrite:
             existing = json.loads(self.path.read_text()).get("pipelines", {})
             if self.pipeline in existing:
-                raise FileExistsError(
+                raise OutputExistsError(
                     f"{self.path} already calibrates {self.pipeline!r}: pass --overwrite true or another --ckpt_dir."
                 )
         self.errors, self.features = [], []

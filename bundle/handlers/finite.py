@@ -9,6 +9,8 @@ from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys
 
+from ..errors import DivergedError
+
 __all__ = ["NonFiniteGuard"]
 
 
@@ -18,7 +20,7 @@ class NonFiniteGuard:
 
     Why: a diverged training otherwise runs on to ``max_epochs`` printing ``train_loss: nan``, saves resume
     checkpoints of NaN weights every epoch and exits 0 (a paper-size ISBI run with float16 autocast did exactly that
-    on an H100; see ``docs/gpu.md``), or it crashes without a word: a backward pass through ``grid_sample`` with
+    on an H100; see ``docs/studies/gpu.md``), or it crashes without a word: a backward pass through ``grid_sample`` with
     non-finite sampling points ends the process with a segmentation fault on the CPU.
 
     The loss is checked when MONAI's trainers fire ``LOSS_COMPLETED``, before the backward pass (engines without that
@@ -71,6 +73,6 @@ class NonFiniteGuard:
             )
         else:
             remedy = f"Start again after {remedy}"
-        raise FloatingPointError(
+        raise DivergedError(
             f"Training diverged: {problem} at epoch {state.epoch}, iteration {state.iteration}. {remedy}."
         )

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from monai.transforms import Randomizable
 
+from ..errors import InputError
+
 __all__ = ["RandomStates"]
 
 
@@ -79,7 +81,7 @@ class RandomStates:
             torch.cuda.set_rng_state_all(state["cuda"])
         randomizables = _randomizables(self.transforms)
         if len(randomizables) != len(state["transforms"]):
-            raise ValueError(
+            raise InputError(
                 f"the checkpoint holds {len(state['transforms'])} random transforms' states, the training has "
                 f"{len(randomizables)}: resume with the configuration that wrote it."
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -12,15 +13,18 @@ from ignite.engine import Engine, Events
 
 from ..io.files import refuse_existing
 from ..metrics import summarise_errors, summarise_trust
+from .distributed import gather
 
 __all__ = ["LandmarkReportWriter"]
+
+logger = logging.getLogger("bundle")
 
 
 class LandmarkReportWriter:
     """Write ``landmark_errors.csv`` (one row per image, one column per landmark, errors in mm) and
     ``landmark_report.json`` (MRE ± SD and SDR at each radius, overall and per landmark) when the evaluator completes.
 
-    It takes the (N, K) errors that :class:`bundle.MeanRadialErrorHandler` keeps in ``engine.state.metric_details``
+    It takes the (N, K) errors that :class:`MeanRadialErrorHandler` keeps in ``engine.state.metric_details``
     (``save_details=True``), and the image file names of the evaluated batches, in the same order. Where the outputs
     carry error radii and review flags (:class:`bundle.transforms.FlagLandmarksd`), the report adds ``"trust"``: their
     coverage and what the flags catch (:func:`bundle.metrics.summarise_trust`), and the CSV a ``radius`` and a
@@ -76,6 +80,10 @@ class LandmarkReportWriter:
                 self.review.append(torch.as_tensor(item["pred_review"]).bool().tolist())
 
     def _write(self, engine: Engine) -> None:
+        gathered = [gather(x) for x in (self.images, self.radii_mm, self.review)]
+        if gathered[0] is None:  # another process than the first (the errors are gathered by the MRE handler)
+            return
+        self.images, self.radii_mm, self.review = gathered
         errors = engine.state.metric_details.get(self.metric_name)
         if errors is None:
             raise RuntimeError(
@@ -104,3 +112,7 @@ class LandmarkReportWriter:
         if trust:
             report["trust"] = summarise_trust(errors.numpy(), self.radii_mm, self.review, self.landmark_names)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
+        logger.info(
+            f"evaluation finished: MRE {report['mre']:.3f} on {report['images']} images; {csv_path.name} and "
+            f"{json_path.name} in {self.output_dir}"
+        )

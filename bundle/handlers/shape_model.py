@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ignite.engine import Engine, Events
 
-from ..shape import shape_model_from_datalist
+from ..data import shape_model_from_datalist
 
 __all__ = ["ShapeModelWriter"]
 
@@ -37,7 +37,7 @@ class ShapeModelWriter:
         landmark_names: Sequence[str],
         spatial_dims: int = 2,
         default_spacing: Sequence[float] | None = None,
-        modes: int | None = 10,
+        modes: int | None = 20,
     ):
         self.dataset, self.path = dataset, path
         self.landmark_names, self.spatial_dims = list(landmark_names), int(spatial_dims)

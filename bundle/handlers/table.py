@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
 
 from ignite.engine import Engine, Events
 
+from ..errors import InputError
 from ..io.files import refuse_existing
+from .distributed import gather
 
 __all__ = ["LandmarkTableWriter"]
+
+logger = logging.getLogger("bundle")
 
 
 class LandmarkTableWriter:
@@ -52,10 +57,14 @@ class LandmarkTableWriter:
             record = item["result"]
             names = [landmark["name"] for landmark in record["landmarks"]]
             if names != self.landmark_names:
-                raise ValueError(f"{record['image']}: landmarks {names}, expected {self.landmark_names}.")
+                raise InputError(f"{record['image']}: landmarks {names}, expected {self.landmark_names}.")
             self.records.append(record)
 
     def _write(self, engine: Engine) -> None:
+        records = gather(self.records)
+        if records is None:  # another process than the first: the first writes everyone's
+            return
+        self.records = records
         if not self.records:
             return
         dims = len(self.records[0]["spacing"])
@@ -82,3 +91,12 @@ class LandmarkTableWriter:
                         + tail
                     )
         os.replace(partial, self.path)
+        flagged = sum(landmark["review"] for record in self.records for landmark in record["landmarks"])
+        images = sum(any(landmark["review"] for landmark in record["landmarks"]) for record in self.records)
+        implausible = sum(record.get("plausible") is False for record in self.records)
+        logger.info(
+            f"inference finished: {len(self.records)} images, outputs in {self.path.parent} ({self.path.name} and one "
+            f"<image>.json each); {flagged} landmarks flagged for review in {images} images"
+            + (f", {implausible} images implausible as a whole" if implausible else "")
+            + "."
+        )

@@ -1,5 +1,6 @@
 """Landmark file input and output, and image file names."""
 
+from .formats import landmark_format, read_landmarks, write_landmarks
 from .images import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -10,8 +11,9 @@ from .images import (
     loaded_shape,
     output_paths,
     output_stem,
+    picture_spacing,
 )
-from .landmarks import LandmarkFileError, Landmarks, landmark_format, landmarks_record, read_landmarks, write_landmarks
+from .landmarks import LandmarkFileError, Landmarks, landmarks_record
 from .picture_reader import GreyPictureReader, load_image_grey_pictures
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "loaded_shape",
     "output_paths",
     "output_stem",
+    "picture_spacing",
     "read_landmarks",
     "write_landmarks",
 ]

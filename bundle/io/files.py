@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from ..errors import OutputExistsError
 from ..switches import as_bool
 
 __all__ = ["refuse_existing"]
@@ -26,4 +27,4 @@ def refuse_existing(
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not as_bool(overwrite, "overwrite"):
         named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
-        raise FileExistsError(f"{named} {'exists' if len(existing) == 1 else 'exist'}: {hint}")
+        raise OutputExistsError(f"{named} {'exists' if len(existing) == 1 else 'exist'}: {hint}")

@@ -9,6 +9,9 @@ from typing import Iterable
 
 import numpy as np
 
+from ..errors import InputError
+from ..geometry import affine_spacing
+
 __all__ = [
     "NO_GEOMETRY_SUFFIXES",
     "DICOM_SUFFIXES",
@@ -19,6 +22,7 @@ __all__ = [
     "output_paths",
     "colliding_stems",
     "dicom_spacing",
+    "picture_spacing",
 ]
 
 # formats whose files carry no pixel spacing: the datalist, the command line or an explicit assumption must give it
@@ -66,7 +70,7 @@ def loaded_shape(image, spatial_dims: int) -> list[int]:
     """
     meta = getattr(image, "meta", None) or {}
     if "spatial_shape" not in meta:
-        raise ValueError(f"{image_filename(image)}: no meta['spatial_shape'] (the shape as loaded by LoadImaged).")
+        raise InputError(f"{image_filename(image)}: no meta['spatial_shape'] (the shape as loaded by LoadImaged).")
     return [int(n) for n in np.asarray(meta["spatial_shape"]).reshape(-1)[:spatial_dims]]
 
 
@@ -95,3 +99,12 @@ def colliding_stems(paths: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
     for path in paths:
         by_stem[output_stem(path)].append(str(path))
     return {stem: found for stem, found in by_stem.items() if len(found) > 1}
+
+
+def picture_spacing(image) -> list | None:
+    """For a loaded 2D picture without geometry (PNG, JPEG, ...; a MONAI MetaTensor after
+    :class:`~bundle.transforms.PixelSpacingd`), the spacing its pixels were given (x, y); None for any other image.
+    3D Slicer files of such a picture are in Slicer's frame of it (:mod:`bundle.io.landmarks`)."""
+    if image.ndim - 1 != 2 or not image_filename(image).lower().endswith(NO_GEOMETRY_SUFFIXES):
+        return None
+    return affine_spacing(image.meta.get("source_affine", image.affine), 2).tolist()

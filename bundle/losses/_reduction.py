@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from monai.utils import LossReduction
 
+from ..errors import InputError
+
 
 def reduce_heatmap_loss(loss: torch.Tensor, mask: torch.Tensor | None, reduction: str) -> torch.Tensor:
     """Reduce an element-wise heatmap loss with MONAI's ``reduction`` conventions and a per-landmark mask.
@@ -20,7 +22,7 @@ def reduce_heatmap_loss(loss: torch.Tensor, mask: torch.Tensor | None, reduction
     reduction = LossReduction(reduction).value
     if mask is not None:
         if mask.shape != loss.shape[:2]:
-            raise ValueError(f"mask must have shape (B, K) = {tuple(loss.shape[:2])}, got {tuple(mask.shape)}.")
+            raise InputError(f"mask must have shape (B, K) = {tuple(loss.shape[:2])}, got {tuple(mask.shape)}.")
         mask = mask.to(dtype=loss.dtype, device=loss.device).reshape(*mask.shape, *([1] * (loss.ndim - 2)))
         loss = loss * mask
     if reduction == LossReduction.NONE.value:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
+from ..errors import InputError
 from ._reduction import reduce_heatmap_loss
 
 __all__ = ["CentralLoss"]
@@ -58,11 +59,11 @@ class CentralLoss(_Loss):
     def __init__(self, r: float = 2.0, form: str = "two_term", pos_weight: float = 1.0, reduction: str = "mean"):
         super().__init__(reduction=LossReduction(reduction).value)
         if r < 0:
-            raise ValueError(f"r must be >= 0, got {r}.")
+            raise InputError(f"r must be >= 0, got {r}.")
         if form not in _FORMS:
-            raise ValueError(f"form must be one of {_FORMS}, got {form!r}.")
+            raise InputError(f"form must be one of {_FORMS}, got {form!r}.")
         if pos_weight <= 0:
-            raise ValueError(f"pos_weight must be > 0, got {pos_weight}.")
+            raise InputError(f"pos_weight must be > 0, got {pos_weight}.")
         self.r = float(r)
         self.form = form
         self.pos_weight = float(pos_weight)
@@ -70,9 +71,9 @@ class CentralLoss(_Loss):
     def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Args: input: logits (B, K, *S); target: (B, K, *S) in [0, 1]; mask: (B, K) or None."""
         if input.shape != target.shape:
-            raise ValueError(f"input {tuple(input.shape)} and target {tuple(target.shape)} must have the same shape.")
+            raise InputError(f"input {tuple(input.shape)} and target {tuple(target.shape)} must have the same shape.")
         if input.ndim < 3:
-            raise ValueError(f"input must be (B, K, *spatial), got {tuple(input.shape)}.")
+            raise InputError(f"input must be (B, K, *spatial), got {tuple(input.shape)}.")
         logits = input.float()
         target = target.float()
         log_p = F.logsigmoid(logits)

@@ -7,6 +7,7 @@ from monai.losses import FocalLoss
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
+from ..errors import InputError
 from ._reduction import reduce_heatmap_loss
 
 __all__ = ["HeatmapFocalLoss"]
@@ -33,6 +34,6 @@ class HeatmapFocalLoss(_Loss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if input.shape != target.shape:
-            raise ValueError(f"input {tuple(input.shape)} and target {tuple(target.shape)} must have the same shape.")
+            raise InputError(f"input {tuple(input.shape)} and target {tuple(target.shape)} must have the same shape.")
         loss = self.focal(input.float(), target.float())
         return reduce_heatmap_loss(loss, mask, self.reduction)

@@ -15,6 +15,8 @@ from typing import Sequence
 import torch
 from monai.metrics import CumulativeIterationMetric
 
+from ..errors import InputError
+
 __all__ = ["MeanRadialError", "SuccessfulDetectionRate", "radial_errors"]
 
 
@@ -37,12 +39,12 @@ def radial_errors(
         normalize_length: the length the pair is scaled to, in the unit the errors are reported in.
     """
     if y_pred.shape != y.shape or y.ndim != 3:
-        raise ValueError(f"y_pred and y must both be (B, K, D); got {tuple(y_pred.shape)} and {tuple(y.shape)}.")
+        raise InputError(f"y_pred and y must both be (B, K, D); got {tuple(y_pred.shape)} and {tuple(y.shape)}.")
     y_pred, y = y_pred.double(), y.double()
     errors = torch.linalg.vector_norm(y_pred - y, dim=-1)
     if mask is not None:
         if mask.shape != errors.shape:
-            raise ValueError(f"mask must be (B, K) = {tuple(errors.shape)}, got {tuple(mask.shape)}.")
+            raise InputError(f"mask must be (B, K) = {tuple(errors.shape)}, got {tuple(mask.shape)}.")
         errors = torch.where(mask.to(errors.device).bool(), errors, torch.full_like(errors, float("nan")))
     if normalize_pair is not None:
         a, b = (int(i) for i in normalize_pair)
@@ -61,13 +63,13 @@ class _RadialErrorMetric(CumulativeIterationMetric):
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
         if y is None:
-            raise ValueError("ground-truth landmarks y are required.")
+            raise InputError("ground-truth landmarks y are required.")
         return radial_errors(y_pred, y, kwargs.get("mask"), self.normalize_pair, self.normalize_length)
 
     def _errors(self) -> torch.Tensor:
         errors = self.get_buffer()
         if not isinstance(errors, torch.Tensor) or errors.numel() == 0:
-            raise ValueError("no landmarks were accumulated: call the metric on (y_pred, y) before aggregate().")
+            raise InputError("no landmarks were accumulated: call the metric on (y_pred, y) before aggregate().")
         return errors
 
 
@@ -102,7 +104,7 @@ class MeanRadialError(_RadialErrorMetric):
     ):
         super().__init__(normalize_pair, normalize_length)
         if reduction not in ("mean", "mean_batch", "none"):
-            raise ValueError(f"reduction must be 'mean', 'mean_batch' or 'none', got {reduction!r}.")
+            raise InputError(f"reduction must be 'mean', 'mean_batch' or 'none', got {reduction!r}.")
         self.reduction = reduction
 
     def aggregate(self, reduction: str | None = None) -> torch.Tensor:
@@ -149,9 +151,9 @@ class SuccessfulDetectionRate(_RadialErrorMetric):
         super().__init__(normalize_pair, normalize_length)
         self.radii = [float(r) for r in ([radii] if isinstance(radii, (int, float)) else radii)]
         if not self.radii or any(r < 0 for r in self.radii):
-            raise ValueError(f"radii must be a non-empty list of non-negative numbers, got {radii}.")
+            raise InputError(f"radii must be a non-empty list of non-negative numbers, got {radii}.")
         if reduction not in ("mean", "mean_batch", "none"):
-            raise ValueError(f"reduction must be 'mean', 'mean_batch' or 'none', got {reduction!r}.")
+            raise InputError(f"reduction must be 'mean', 'mean_batch' or 'none', got {reduction!r}.")
         self.reduction = reduction
         self.tolerance = float(tolerance)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import math
+from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
+from ..errors import InputError
 from .radial_error import MeanRadialError, SuccessfulDetectionRate
 
-__all__ = ["summarise_errors"]
+__all__ = ["summarise_errors", "read_error_table", "error_figures"]
 
 
 def summarise_errors(errors: torch.Tensor, names: Sequence[str], radii: Sequence[float]) -> dict:
@@ -21,7 +26,7 @@ def summarise_errors(errors: torch.Tensor, names: Sequence[str], radii: Sequence
     """
     errors = torch.as_tensor(errors, dtype=torch.float64)
     if errors.ndim != 2 or errors.shape[1] != len(names):
-        raise ValueError(f"errors must be (N, {len(names)}), got {tuple(errors.shape)}.")
+        raise InputError(f"errors must be (N, {len(names)}), got {tuple(errors.shape)}.")
     mre, sdr = MeanRadialError(), SuccessfulDetectionRate(radii=radii)
     mre.extend(errors)
     sdr.extend(errors)
@@ -43,3 +48,29 @@ def summarise_errors(errors: torch.Tensor, names: Sequence[str], radii: Sequence
             for k, name in enumerate(names)
         ],
     }
+
+
+def read_error_table(path: str | Path, stems: Sequence[str]) -> np.ndarray:
+    """(N, K) radial errors of the images ``stems`` (file names without suffix), in that order, from the
+    ``landmark_errors.csv`` that an evaluation writes (:class:`bundle.handlers.LandmarkReportWriter`); an empty cell
+    is NaN. Columns beyond the errors (radii, review flags) are left out.
+
+    Raises:
+        InputError: an image of ``stems`` is not in the table.
+    """
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns = [c for c in reader.fieldnames or [] if c != "image" and not c.endswith((" radius", " review"))]
+        rows = {Path(r["image"]).stem: r for r in reader}
+    missing = [s for s in stems if s not in rows]
+    if missing:
+        raise InputError(f"{path}: no errors for {missing[:5]}{' ...' if len(missing) > 5 else ''}.")
+    return np.array([[float(rows[s][c]) if rows[s][c] else math.nan for c in columns] for s in stems])
+
+
+def error_figures(errors: np.ndarray, radii: Sequence[float] = (2.0, 2.5, 3.0, 4.0)) -> dict:
+    """MRE, SD and SDR (%) of (N, K) errors as a flat dict (``mre``, ``sd``, ``sdr_2mm``, ...), for study tables."""
+    summary = summarise_errors(
+        torch.from_numpy(np.asarray(errors, dtype=np.float64)), [""] * np.shape(errors)[1], radii
+    )
+    return {"mre": summary["mre"], "sd": summary["sd"], **{f"sdr_{r}mm": v for r, v in summary["sdr"].items()}}

@@ -6,6 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["summarise_trust"]
 
 
@@ -28,7 +30,7 @@ def summarise_trust(errors, radii, review, names: Sequence[str], gross_mm: float
     radii = np.asarray(radii, dtype=np.float64)
     review = np.asarray(review, dtype=bool)
     if not (errors.shape == radii.shape == review.shape) or errors.ndim != 2 or errors.shape[1] != len(names):
-        raise ValueError(f"errors, radii and review must all be (N, {len(names)}).")
+        raise InputError(f"errors, radii and review must all be (N, {len(names)}).")
     counted = np.isfinite(errors)
     with_radius = counted & np.isfinite(radii)
     gross = counted & (errors > gross_mm)

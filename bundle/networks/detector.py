@@ -96,7 +96,7 @@ class CoorTransformerDetector(nn.Module):
     Shapes: input (B, in_channels, *S) with every spatial size divisible by 2^depth (16 by default); output
     logits (B, K, *S). Apply ``sigmoid`` for heatmaps.
 
-    Size, measured with ``python scripts/model_size.py`` (defaults, 2D, K = 19, 1x1x512x416, torch 2.13 CPU):
+    Size, measured with ``python experiments/model_size.py`` (defaults, 2D, K = 19, 1x1x512x416, torch 2.13 CPU):
     4,532,699 parameters (18.1 MB as float32); 97.4 GFLOPs forward (multiply-add = 2; ``torch.utils.flop_counter``):
     65.7 in convolutions, 12.1 in linear layers, 19.7 in attention (``grid_sample`` and element-wise ops not counted).
 

@@ -1,7 +1,7 @@
 """Shape models of landmark configurations: plausibility, the expected position of a landmark given the others, and
-the anatomy's size (for an unknown pixel spacing)."""
+the anatomy's size (for an unknown pixel spacing). Fitting one to a datalist's files: :func:`bundle.data.shape_model_from_datalist`.
+"""
 
-from .from_data import shape_model_from_datalist
 from .model import ShapeFit, ShapeModel, procrustes_align
 from .similarity import Similarity, fit_similarity, fit_similarity_robust, rotation_angle_deg
 
@@ -13,5 +13,4 @@ __all__ = [
     "fit_similarity_robust",
     "procrustes_align",
     "rotation_angle_deg",
-    "shape_model_from_datalist",
 ]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["Similarity", "fit_similarity", "fit_similarity_robust", "rotation_angle_deg"]
 
 
@@ -49,15 +51,15 @@ def fit_similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray |
     """
     source, target = np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)
     if source.shape != target.shape or source.ndim != 2:
-        raise ValueError(f"source and target must both be (N, D), got {source.shape} and {target.shape}.")
+        raise InputError(f"source and target must both be (N, D), got {source.shape} and {target.shape}.")
     w = np.ones(len(source)) if weights is None else np.clip(np.asarray(weights, dtype=np.float64), 0, None)
     if int((w > 0).sum()) < 2:
-        raise ValueError("a similarity needs at least 2 points of positive weight.")
+        raise InputError("a similarity needs at least 2 points of positive weight.")
     unused = ~(w > 0)[:, None]  # a point of weight 0 may be NaN (not given)
     source, target = np.where(unused, 0.0, source), np.where(unused, 0.0, target)
     scale, rotation, translation, extent = _umeyama(source[None], target[None], w[None])
     if not extent[0] > 1e-24:
-        raise ValueError("the source points coincide: no similarity is defined.")
+        raise InputError("the source points coincide: no similarity is defined.")
     return Similarity(float(scale[0]), rotation[0], translation[0])
 
 
@@ -112,7 +114,7 @@ def fit_similarity_robust(
     index = np.flatnonzero(usable)
     minimal = max(2, dims)
     if len(index) < minimal:
-        raise ValueError(f"a robust similarity needs at least {minimal} usable points, got {len(index)}.")
+        raise InputError(f"a robust similarity needs at least {minimal} usable points, got {len(index)}.")
     subsets = list(itertools.combinations(index.tolist(), minimal))
     if len(subsets) > max_subsets:
         rng = np.random.default_rng(seed)

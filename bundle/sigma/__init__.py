@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
 from .policies import ACTIONS, AdaLossSigma, FixedSigma, SigmaAgent, SigmaObservation, SigmaStep
 
 __all__ = ["ACTIONS", "AdaLossSigma", "FixedSigma", "SigmaAgent", "SigmaObservation", "SigmaStep", "select_policy"]
@@ -14,5 +15,5 @@ def select_policy(policies: dict, name: str):
         ValueError: no policy of that name, listing the names there are.
     """
     if name not in policies:
-        raise ValueError(f"sigma_policy must be one of {sorted(policies)}, got {name!r}.")
+        raise InputError(f"sigma_policy must be one of {sorted(policies)}, got {name!r}.")
     return policies[name]

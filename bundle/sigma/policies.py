@@ -8,7 +8,7 @@ Adaptive Loss for Multiple Anatomical Landmark Detection in Medical Images" (IEE
 - reinforcement learning searches the objective dynamically during training, one precision per landmark;
 - an early-stop strategy ends the agent's interaction, trading exploration against exploitation.
 
-Every other detail below is a choice made here, not the paper's; ``docs/adaptive_sigma.md`` lists them.
+Every other detail below is a choice made here, not the paper's; ``docs/studies/adaptive_sigma.md`` lists them.
 
 All policies share one interface, so that one handler (:class:`bundle.handlers.AdaptiveSigmaHandler`) and one switch
 (``sigma_policy`` in ``configs/adaptive_sigma.json``) serve them all. A policy owns no sigma: each step gets the
@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from ..errors import InputError
 
 __all__ = ["AdaLossSigma", "FixedSigma", "SigmaAgent", "SigmaObservation", "SigmaStep", "ACTIONS"]
 
@@ -61,7 +63,7 @@ def _as_sigma(sigma: torch.Tensor, num_landmarks: int) -> torch.Tensor:
     if sigma.numel() == 1:
         sigma = sigma.expand(num_landmarks)
     if sigma.numel() != num_landmarks:
-        raise ValueError(f"expected 1 or {num_landmarks} sigmas, got {sigma.numel()}.")
+        raise InputError(f"expected 1 or {num_landmarks} sigmas, got {sigma.numel()}.")
     return sigma.clone()
 
 
@@ -70,9 +72,9 @@ class _Policy:
 
     def __init__(self, num_landmarks: int, sigma_min: float = 0.5, sigma_max: float = 8.0):
         if num_landmarks < 1:
-            raise ValueError(f"num_landmarks must be >= 1, got {num_landmarks}.")
+            raise InputError(f"num_landmarks must be >= 1, got {num_landmarks}.")
         if not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}.")
+            raise InputError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}.")
         self.num_landmarks = int(num_landmarks)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
         self.frozen = torch.zeros(self.num_landmarks, dtype=torch.bool)
@@ -123,7 +125,7 @@ class AdaLossSigma(_Policy):
     def __init__(self, num_landmarks: int, factor: float = 1.1, sigma_min: float = 0.5, sigma_max: float = 8.0):
         super().__init__(num_landmarks, sigma_min, sigma_max)
         if factor <= 1:
-            raise ValueError(f"factor must be > 1, got {factor}.")
+            raise InputError(f"factor must be > 1, got {factor}.")
         self.factor = float(factor)
         self.previous_var = torch.full((self.num_landmarks,), float("nan"), dtype=torch.float64)
 
@@ -207,14 +209,14 @@ class SigmaAgent(_Policy):
     ):
         super().__init__(num_landmarks, sigma_min, sigma_max)
         if factor <= 1 or learning_rate < 0 or not 0 <= baseline_momentum < 1 or patience < 1 or min_improvement < 0:
-            raise ValueError(
+            raise InputError(
                 "need factor > 1, learning_rate >= 0, 0 <= baseline_momentum < 1, patience >= 1 and min_improvement >= 0."
             )
         self.factor, self.learning_rate = float(factor), float(learning_rate)
         self.baseline_momentum, self.patience = float(baseline_momentum), int(patience)
         self.min_improvement = float(min_improvement)
         if not 0 <= exploration <= 1:
-            raise ValueError(f"exploration must be in [0, 1], got {exploration}.")
+            raise InputError(f"exploration must be in [0, 1], got {exploration}.")
         self.exploration = float(exploration)
         self.weights = torch.zeros(len(ACTIONS), self.num_features, dtype=torch.float64)
         self.weights[ACTIONS.index("keep"), 0] = float(keep_bias)

@@ -13,6 +13,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from ..codecs import GaussianHeatmapCodec
+from ..errors import InputError
 from ..geometry import affine_spacing, map_points
 from ..io import image_filename
 from .landmarks import _codec_for
@@ -57,7 +58,7 @@ class DecodeLandmarksd(MapTransform):
     ):
         super().__init__(keys, allow_missing_keys)
         if num_candidates < 1 or min_distance < 1:
-            raise ValueError(f"num_candidates and min_distance must be >= 1, got {num_candidates}, {min_distance}.")
+            raise InputError(f"num_candidates and min_distance must be >= 1, got {num_candidates}, {min_distance}.")
         self.codec, self.ref_key, self.prefix = codec, ref_key, prefix
         self.num_candidates, self.min_distance = int(num_candidates), int(min_distance)
 
@@ -67,7 +68,7 @@ class DecodeLandmarksd(MapTransform):
             heatmaps = torch.as_tensor(d[key])
             reference = d[self.ref_key]
             if not bool(torch.isfinite(heatmaps).all()):  # else every landmark would land on the first grid pixel
-                raise ValueError(
+                raise InputError(
                     f"{image_filename(reference)}: the network's output holds NaN or infinite values, so its "
                     "landmarks would be meaningless: the weights are broken (a diverged training, a damaged model.pt) "
                     "or the image is."

@@ -12,6 +12,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Resize, SpatialPad, SqueezeDim
 
+from ..errors import InputError
 from ..geometry import affine_spacing
 from ..io import DICOM_SUFFIXES, NO_GEOMETRY_SUFFIXES, dicom_spacing, image_filename
 
@@ -49,7 +50,7 @@ class FinitePixelsd(MapTransform):
             if image.is_floating_point():
                 bad = int((~torch.isfinite(image)).sum())
                 if bad:
-                    raise ValueError(
+                    raise InputError(
                         f"{image_filename(d[key])}: {bad} of {image.numel()} values are NaN or infinite; replace them "
                         "(e.g. with the background value) before detection."
                     )
@@ -93,7 +94,7 @@ class SqueezeSpatiald(MapTransform):
             image = d[key]
             while image.ndim - 1 > self.spatial_dims:
                 if image.shape[-1] != 1:
-                    raise ValueError(
+                    raise InputError(
                         f"{image_filename(image)}: {image.ndim - 1} spatial dims of shape {tuple(image.shape[1:])}, "
                         f"expected {self.spatial_dims}."
                     )
@@ -157,7 +158,7 @@ class PixelSpacingd(MapTransform):
             source = "file" if has_geometry else "given"
             if spacing is None and not has_geometry:
                 if self.default_spacing is None:
-                    raise ValueError(
+                    raise InputError(
                         f"{image_filename(image)}: this format has no pixel spacing; give 'spacing' in the datalist."
                     )
                 spacing, source = self.default_spacing, "assumed"
@@ -170,13 +171,13 @@ class PixelSpacingd(MapTransform):
             if spacing is not None:
                 spacing_t = torch.as_tensor(spacing, dtype=torch.float64).flatten()
                 if spacing_t.numel() != dims or not bool(torch.all(spacing_t > 0)):
-                    raise ValueError(
+                    raise InputError(
                         f"{image_filename(image)}: spacing must be {dims} positive numbers, got {spacing}."
                     )
                 if has_geometry:
                     current = affine_spacing(affine, dims)
                     if not torch.allclose(current, spacing_t, rtol=1e-3):
-                        raise ValueError(
+                        raise InputError(
                             f"{image_filename(image)}: datalist spacing {spacing_t.tolist()} disagrees with the file's "
                             f"{current.tolist()}."
                         )
@@ -207,7 +208,7 @@ class ShrinkLarged(MapTransform):
     def __init__(self, keys: KeysCollection, max_pixels: int = 50_000_000, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         if max_pixels < 1:
-            raise ValueError(f"max_pixels must be positive, got {max_pixels}.")
+            raise InputError(f"max_pixels must be positive, got {max_pixels}.")
         self.max_pixels = int(max_pixels)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
@@ -246,7 +247,7 @@ class ResampleToSpacingd(MapTransform):
     def __init__(self, keys: KeysCollection, spacing: float, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         if not spacing > 0:
-            raise ValueError(f"spacing must be > 0 mm, got {spacing}.")
+            raise InputError(f"spacing must be > 0 mm, got {spacing}.")
         self.spacing = float(spacing)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
@@ -288,7 +289,7 @@ class FitToGridd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.grid_size = [int(s) for s in grid_size]
         if min(self.grid_size) < 1 or (grid_spacing is not None and not grid_spacing > 0):
-            raise ValueError(f"grid_size must be positive and grid_spacing > 0, got {grid_size}, {grid_spacing}.")
+            raise InputError(f"grid_size must be positive and grid_spacing > 0, got {grid_size}, {grid_spacing}.")
         self.grid_spacing = None if grid_spacing is None else float(grid_spacing)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
@@ -297,7 +298,7 @@ class FitToGridd(MapTransform):
             image = d[key]
             shape = image.shape[1:]
             if len(shape) != len(self.grid_size):
-                raise ValueError(f"{image_filename(image)}: {len(shape)}D image for a {len(self.grid_size)}D grid.")
+                raise InputError(f"{image_filename(image)}: {len(shape)}D image for a {len(self.grid_size)}D grid.")
             extent = [s * c for s, c in zip(shape, affine_spacing(image.affine, len(shape)).tolist())]  # mm
             fit = max(e / g for e, g in zip(extent, self.grid_size))
             known = self.grid_spacing is not None and image.meta.get("spacing_source") != "assumed"

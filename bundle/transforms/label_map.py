@@ -16,6 +16,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from ..errors import InputError
 from ..geometry import affine_spacing
 from ..io import image_filename, loaded_shape
 
@@ -43,9 +44,9 @@ def landmark_label_map(
     spacing = np.asarray(spacing, dtype=np.float64)
     dims = len(shape)
     if pixels.ndim != 2 or pixels.shape[1] != dims or spacing.shape != (dims,):
-        raise ValueError(f"pixels must be (K, {dims}) and spacing {dims} numbers for a {dims}D shape {tuple(shape)}.")
+        raise InputError(f"pixels must be (K, {dims}) and spacing {dims} numbers for a {dims}D shape {tuple(shape)}.")
     if not radius_mm > 0:
-        raise ValueError(f"radius_mm must be positive, got {radius_mm}.")
+        raise InputError(f"radius_mm must be positive, got {radius_mm}.")
     labels = np.zeros(tuple(shape), dtype=np.uint8 if len(pixels) < 256 else np.uint16)
     nearest = np.full(tuple(shape), np.inf)
     reach = np.maximum(radius_mm / spacing, 0.5)  # pixels per axis; the nearest pixel is always marked too
@@ -106,7 +107,7 @@ class LandmarkLabelMapd(MapTransform):
     ):
         super().__init__(keys, allow_missing_keys)
         if not (isinstance(radius_mm, (int, float)) and math.isfinite(radius_mm) and radius_mm > 0):
-            raise ValueError(f"radius_mm must be a positive number, got {radius_mm!r}.")
+            raise InputError(f"radius_mm must be a positive number, got {radius_mm!r}.")
         self.ref_key, self.radius_mm = ref_key, float(radius_mm)
         self.output_keys = [output_keys] if isinstance(output_keys, str) else list(output_keys)
         self.extension, self.extension_key, self.visible_key = extension, extension_key, visible_key
@@ -128,7 +129,7 @@ class LandmarkLabelMapd(MapTransform):
                 d[output_key] = label
             asked = d.get(self.extension_key)
             if asked and str(asked).lower().endswith(LOSSY_SUFFIXES):
-                raise ValueError(
+                raise InputError(
                     f"{image_filename(image)}: a label image cannot be saved as {asked} (lossy); ask for .nii.gz, "
                     ".nrrd or .png."
                 )

@@ -16,8 +16,9 @@ from monai.transforms import MapTransform
 from monai.transforms.traits import RandomizableTrait
 
 from ..codecs import GaussianHeatmapCodec
-from ..geometry import map_points, picture_spacing
-from ..io import read_landmarks
+from ..errors import InputError
+from ..geometry import map_points
+from ..io import picture_spacing, read_landmarks
 
 __all__ = ["LoadLandmarksd", "LandmarksToGridd", "GaussianHeatmapd"]
 
@@ -126,5 +127,5 @@ def _codec_for(codec: GaussianHeatmapCodec | None, spatial_dims: int) -> Gaussia
     if codec is None:
         return GaussianHeatmapCodec(spatial_dims)
     if codec.spatial_dims != spatial_dims:
-        raise ValueError(f"the heatmap codec is {codec.spatial_dims}D, the data {spatial_dims}D.")
+        raise InputError(f"the heatmap codec is {codec.spatial_dims}D, the data {spatial_dims}D.")
     return codec

@@ -13,8 +13,17 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from ..geometry import affine_spacing, map_points, picture_spacing
-from ..io import Landmarks, image_filename, landmarks_record, loaded_shape, output_paths, write_landmarks
+from ..errors import InputError
+from ..geometry import affine_spacing, map_points
+from ..io import (
+    Landmarks,
+    image_filename,
+    landmarks_record,
+    loaded_shape,
+    output_paths,
+    picture_spacing,
+    write_landmarks,
+)
 from ..io.files import refuse_existing
 from ..switches import as_bool
 from .image import AsGreyscaled
@@ -65,7 +74,7 @@ class SaveLandmarksd(MapTransform):
     ):
         super().__init__(keys, allow_missing_keys)
         if overlay_size < 64:
-            raise ValueError(f"overlay_size must be at least 64 pixels, got {overlay_size}.")
+            raise InputError(f"overlay_size must be at least 64 pixels, got {overlay_size}.")
         self.overlay_key, self.overlay_size = overlay_key or ref_key, int(overlay_size)
         self.output_dir = Path(output_dir)
         self.landmark_names = [str(n) for n in landmark_names]

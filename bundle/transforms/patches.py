@@ -24,6 +24,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 from monai.transforms.utils import create_rotate
 
+from ..errors import InputError
 from ..geometry import affine_spacing
 from ..io import image_filename
 
@@ -55,7 +56,7 @@ def patch_affines(
     centres = torch.as_tensor(centres, dtype=torch.float64).cpu()
     count, dims = centres.shape
     if len(patch_size) != dims or min(patch_size) < 1 or not spacing > 0:
-        raise ValueError(f"patch_size must be {dims} positive sizes and spacing > 0, got {patch_size}, {spacing}.")
+        raise InputError(f"patch_size must be {dims} positive sizes and spacing > 0, got {patch_size}, {spacing}.")
     affine = torch.as_tensor(image_affine, dtype=torch.float64).cpu()[:dims, :dims]
     direction = affine / affine_spacing(affine, dims)  # columns of unit length
     half = (torch.tensor(patch_size, dtype=torch.float64) - 1) / 2
@@ -84,7 +85,7 @@ def sample_patches(
     """
     dims = image.ndim - 1
     if len(patch_size) != dims or affines.shape[-2:] != (dims + 1, dims + 1):
-        raise ValueError(f"a {dims}D image needs {dims} patch sizes and ({dims + 1}, {dims + 1}) affines.")
+        raise InputError(f"a {dims}D image needs {dims} patch sizes and ({dims + 1}, {dims + 1}) affines.")
     full = torch.eye(dims + 1, dtype=torch.float64)
     given = torch.as_tensor(image_affine, dtype=torch.float64).cpu()
     full[:dims, :dims], full[:dims, dims] = given[:dims, :dims], given[:dims, -1]
@@ -149,7 +150,7 @@ class RandLandmarkPatchesd(Randomizable, MapTransform):
     ):
         MapTransform.__init__(self, keys, allow_missing_keys)
         if offset_std_mm < 0 or max_offset_mm < 0 or not 0 <= scale_range < 1:
-            raise ValueError("offset_std_mm and max_offset_mm must be >= 0, scale_range in [0, 1).")
+            raise InputError("offset_std_mm and max_offset_mm must be >= 0, scale_range in [0, 1).")
         self.patch_size = [int(s) for s in patch_size]
         self.spacing = float(spacing)
         self.landmarks_key = landmarks_key

@@ -17,6 +17,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from ..errors import InputError
 from ..geometry import affine_spacing, array_frame, map_points
 from ..shape import ShapeModel
 
@@ -81,13 +82,13 @@ class PlausibleLandmarksd(MapTransform):
         if isinstance(shape_model, ShapeModel):
             self.model = shape_model
             if num_landmarks is not None and shape_model.num_landmarks != int(num_landmarks):
-                raise ValueError(
+                raise InputError(
                     f"the shape model has {shape_model.num_landmarks} landmarks, the network {num_landmarks}."
                 )
         else:
             self.model = load_shape_model(shape_model, num_landmarks, spatial_dims)
         if not noise_mm >= 0:
-            raise ValueError(f"noise_mm must be >= 0, got {noise_mm}.")
+            raise InputError(f"noise_mm must be >= 0, got {noise_mm}.")
         self.ref_key, self.noise_mm, self.prefix = ref_key, float(noise_mm), prefix
         self.choose, self.reseek = bool(choose), bool(reseek)
 

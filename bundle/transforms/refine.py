@@ -16,6 +16,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from ..codecs import GaussianHeatmapCodec
+from ..errors import InputError, MissingFileError
 from ..geometry import map_points
 from ..io import image_filename
 from .patches import patch_affines, sample_patches
@@ -32,7 +33,7 @@ def decode_patches(
         ValueError: a heatmap holds NaN or infinite values.
     """
     if not bool(torch.isfinite(heatmaps).all()):
-        raise ValueError("the refiner's output holds NaN or infinite values: its weights are broken, or the image is.")
+        raise InputError("the refiner's output holds NaN or infinite values: its weights are broken, or the image is.")
     grid, confidence = codec.decode(heatmaps[:, None])  # (N, 1, D), (N, 1)
     grid = grid[:, 0].double().cpu()
     affines = torch.as_tensor(affines, dtype=torch.float64).cpu()
@@ -124,11 +125,11 @@ class RefineLandmarksd(MapTransform):
     ):
         super().__init__(keys, allow_missing_keys)
         if max_move_mm is not None and not max_move_mm > 0:
-            raise ValueError(f"max_move_mm must be > 0 or None, got {max_move_mm}.")
+            raise InputError(f"max_move_mm must be > 0 or None, got {max_move_mm}.")
         self.max_move_mm = None if max_move_mm is None else float(max_move_mm)
         if weights is not None:
             if not os.path.isfile(weights):
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"the refiner's weights {weights} are missing: train them (configs/refiner.json) or run the first "
                     "stage alone with --refine false."
                 )
@@ -150,7 +151,7 @@ class RefineLandmarksd(MapTransform):
             with torch.inference_mode():
                 logits = self.network(patches.to(device))
             if logits.shape[:2] != (count, count):
-                raise ValueError(
+                raise InputError(
                     f"{image_filename(image)}: the refiner gives {logits.shape[1]} channels for {count} landmarks."
                 )
             own = torch.arange(count, device=logits.device)

@@ -17,6 +17,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from ..errors import InputError
 from ..io import image_filename, loaded_shape
 from ..uncertainty import ErrorCalibration
 
@@ -73,7 +74,7 @@ class ErrorRadiusd(MapTransform):
             )
         if self.calibration is not None and self.coverage not in self.calibration.quantiles:
             calibrated = sorted(self.calibration.quantiles)
-            raise ValueError(f"coverage {coverage} is not calibrated in {calibration} (calibrated: {calibrated}).")
+            raise InputError(f"coverage {coverage} is not calibrated in {calibration} (calibrated: {calibrated}).")
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
@@ -124,7 +125,7 @@ class FlagLandmarksd(MapTransform):
     ):
         super().__init__(keys, allow_missing_keys)
         if review_radius_mm is not None and not review_radius_mm > 0:
-            raise ValueError(f"review_radius_mm must be > 0 or None, got {review_radius_mm}.")
+            raise InputError(f"review_radius_mm must be > 0 or None, got {review_radius_mm}.")
         self.ref_key, self.prefix = ref_key, prefix
         self.review_radius_mm = None if review_radius_mm is None else float(review_radius_mm)
 

@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import InputError, MissingFileError
+
 __all__ = ["ErrorCalibration", "FEATURES"]
 
 FORMAT = "coortransformer_landmarks error calibration"
@@ -59,10 +61,10 @@ class ErrorCalibration:
     ):
         self.beta = np.asarray(beta, dtype=np.float64).reshape(-1)
         if self.beta.shape != (len(FEATURES),):
-            raise ValueError(f"beta must have {len(FEATURES)} values ({', '.join(FEATURES)}), got {self.beta.shape}.")
+            raise InputError(f"beta must have {len(FEATURES)} values ({', '.join(FEATURES)}), got {self.beta.shape}.")
         self.scales = np.asarray(scales, dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(self.scales) & (self.scales > 0)):
-            raise ValueError("every landmark scale must be a positive number.")
+            raise InputError("every landmark scale must be a positive number.")
         self.quantiles = {float(c): float(q) for c, q in quantiles.items()}
         self.count, self.images, self.description = int(count), int(images), str(description)
 
@@ -102,14 +104,14 @@ class ErrorCalibration:
         errors = np.asarray(errors, dtype=np.float64)
         features = np.asarray(features, dtype=np.float64)
         if errors.ndim != 2 or features.shape != (*errors.shape, len(FEATURES)):
-            raise ValueError(
+            raise InputError(
                 f"errors must be (I, K) and features (I, K, {len(FEATURES)}), got {errors.shape} and {features.shape}."
             )
         images, count = errors.shape
         if images < 2:
-            raise ValueError(f"a calibration needs at least 2 images, got {images}.")
+            raise InputError(f"a calibration needs at least 2 images, got {images}.")
         if not (np.isfinite(errors).all() and np.isfinite(features).all()):
-            raise ValueError("calibration errors and features must be finite (every landmark visible).")
+            raise InputError("calibration errors and features must be finite (every landmark visible).")
         landmarks = np.tile(np.arange(count), images)
         scores = np.empty((images, count))
         for i in range(images):  # leave image i out of the difficulty fit that scores it
@@ -129,7 +131,7 @@ class ErrorCalibration:
         for coverage in coverages:
             rank = math.ceil((n + 1) * float(coverage))
             if not 0 < coverage < 1 or rank > n:
-                raise ValueError(
+                raise InputError(
                     f"coverage {coverage} needs more than the {n} calibration scores (or is not in (0, 1))."
                 )
             quantiles[float(coverage)] = float(flat[rank - 1])
@@ -143,10 +145,10 @@ class ErrorCalibration:
             ValueError: the coverage was not calibrated, or the features have another landmark count.
         """
         if float(coverage) not in self.quantiles:
-            raise ValueError(f"coverage {coverage} is not calibrated (calibrated: {sorted(self.quantiles)}).")
+            raise InputError(f"coverage {coverage} is not calibrated (calibrated: {sorted(self.quantiles)}).")
         features = np.asarray(features, dtype=np.float64)
         if features.shape[-2:] != (self.num_landmarks, len(FEATURES)):
-            raise ValueError(f"features must be (..., {self.num_landmarks}, {len(FEATURES)}), got {features.shape}.")
+            raise InputError(f"features must be (..., {self.num_landmarks}, {len(FEATURES)}), got {features.shape}.")
         return self.quantiles[float(coverage)] * self.scales * np.exp(_design(features) @ self.beta)
 
     # ------------------------------------------------------------------ files
@@ -187,22 +189,22 @@ class ErrorCalibration:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no error calibration at {path}.")
+            raise MissingFileError(f"no error calibration at {path}.")
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: cannot read the error calibration ({type(e).__name__}: {e}).") from None
+            raise InputError(f"{path}: cannot read the error calibration ({type(e).__name__}: {e}).") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("pipelines"), dict):
-            raise ValueError(f"{path}: not an error calibration of this bundle (format {FORMAT!r}).")
+            raise InputError(f"{path}: not an error calibration of this bundle (format {FORMAT!r}).")
         entry = data["pipelines"].get(str(pipeline))
         if entry is None:
             raise LookupError(f"{path} calibrates {sorted(data['pipelines'])}, not {pipeline!r}.")
         if list(entry.get("features", [])) != list(FEATURES):
-            raise ValueError(
+            raise InputError(
                 f"{path}: the {pipeline!r} calibration uses features {entry.get('features')}, not {FEATURES}."
             )
         if num_landmarks is not None and len(entry["scales_mm"]) != int(num_landmarks):
-            raise ValueError(
+            raise InputError(
                 f"{path}: the calibration has {len(entry['scales_mm'])} landmarks, the network {num_landmarks}."
             )
         quantiles = {float(c): q for c, q in entry["quantiles"].items()}

@@ -1,4 +1,4 @@
-"""scripts/ablation.py: the reduced copy's geometry, the overlays, resuming, the statistics and the verdicts."""
+"""experiments/ablation.py: the reduced copy's geometry, the overlays, resuming, the statistics and the verdicts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image
 from bundle import CentralLoss, HeatmapFocalLoss
 from bundle.io import read_landmarks
 from bundle.networks import DeformableAttentionBlock, ShiftedWindowBlock
-from scripts import ablation
+from experiments import ablation
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,11 +91,13 @@ def test_a_run_is_trained_then_evaluated_once_and_resumed_by_its_record(tmp_path
     assert train[3:5] == ["run", "training"] and train[train.index("--seed") + 1] == "2"
     files = eval(train[train.index("--config_file") + 1])
     assert files == ["configs/train.json", str(tmp_path / "protocol.json"), str(folder / "overlay.json")]
-    assert (
-        evaluate[3:5] == ["run", "evaluating"]
-        and "configs/evaluate.json" in evaluate[evaluate.index("--config_file") + 1]
-    )
-    assert evaluate[evaluate.index("--eval_split") + 1] == "test"
+    assert evaluate[3:5] == ["run", "evaluating"]
+    files = eval(evaluate[evaluate.index("--config_file") + 1])
+    assert files == ["configs/inference.json", "configs/evaluate.json", str(folder / "evaluation.json")]
+    # evaluation: the first stage alone on the test split, with the run's network and grid, none of its training
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    assert evaluation["network_def#attention"] == "swin" and evaluation["datalist_key"] == "test"
+    assert evaluation["trust"] is False and evaluation["refine"] is False and "loss" not in evaluation
     assert json.loads((folder / "overlay.json").read_text()) == {"network_def#attention": "swin"}
     assert json.loads((folder / "run.json").read_text())["seed"] == 2
     ablation.run_one(tmp_path, "swin", 2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.autocast_shift import shifts
+from experiments.autocast_shift import shifts
 from tests.conftest import REPO_ROOT
 
 

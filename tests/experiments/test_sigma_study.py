@@ -1,4 +1,4 @@
-"""scripts/sigma_study.py: the commands it runs per arm, and its tables and paired t-tests on written error files."""
+"""experiments/sigma_study.py: the commands it runs per arm, and its tables and paired t-tests on written error files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from scripts import sigma_study
+from experiments import sigma_study
 
 NAMES = ["a", "b"]
 

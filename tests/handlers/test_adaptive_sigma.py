@@ -14,7 +14,7 @@ from monai.data import CacheDataset
 from monai.transforms import Compose, Lambdad
 
 from bundle import CentralLoss, GaussianHeatmapCodec
-from bundle.handlers import AdaptiveSigmaHandler
+from bundle.handlers import AdaptiveSigmaHandler, SigmaHistoryWriter
 from bundle.sigma import ACTIONS, AdaLossSigma, FixedSigma, SigmaAgent
 from bundle.transforms import GaussianHeatmapd
 from tests.conftest import REPO_ROOT
@@ -53,21 +53,25 @@ def read_rows(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_decisions_reach_the_codec_and_are_logged(tmp_path):
+def test_decisions_reach_the_codec_and_are_published_and_written(tmp_path):
     codec = GaussianHeatmapCodec(2, sigma=2.0)
     errors = torch.tensor([[1.0, 3.0], [2.0, 5.0]], dtype=torch.float64)
     trainer, validator = engines(codec, errors)
     handler = AdaptiveSigmaHandler(
-        codec, widening_agent(), CentralLoss(), validator, interval=2, log_dir=str(tmp_path), landmark_names=["a", "b"]
+        codec, widening_agent(), CentralLoss(), validator, interval=2, landmark_names=["a", "b"]
     )
     handler.attach(trainer)
-    seen = []
+    SigmaHistoryWriter(handler, str(tmp_path)).attach(trainer)
+    seen, published = [], []
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(torch.as_tensor(codec.sigma).clone()))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: published.append(e.state.metrics["sigma_a"]))
     trainer.run([0, 1], max_epochs=4)
 
     # decisions after the validations of epochs 2 and 4; epoch 3 already trained on the widened targets
     assert [s.tolist() for s in seen] == [[2.0, 2.0], [2.0, 2.0], [2.5, 2.5], [2.5, 2.5]]
     assert torch.allclose(torch.as_tensor(codec.sigma), torch.tensor([3.125, 3.125]))
+    # the trainer's metrics carry the sigmas, for MONAI's stats and TensorBoard handlers
+    assert published == [2.0, 2.5, 2.5, 3.125] and trainer.state.metrics["sigma_frozen"] == 0
     rows = read_rows(tmp_path / "sigma_history.csv")
     assert [(r["epoch"], r["name"], r["action"]) for r in rows] == [
         ("2", "a", "widen"), ("2", "b", "widen"), ("4", "a", "widen"), ("4", "b", "widen"),
@@ -81,33 +85,42 @@ def test_decisions_reach_the_codec_and_are_logged(tmp_path):
     assert [float(r["train_loss_var"]) for r in rows[:2]] == pytest.approx([0.0, 0.0], abs=1e-12)
     record = json.loads((tmp_path / "sigma.json").read_text())
     assert record["sigma"] == [3.125, 3.125] and record["best_sigma"] == [2.0, 2.0]  # the best: the first validation
-    assert (tmp_path / "sigma_history.png").stat().st_size > 0
-    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert not list(tmp_path.glob("events.out.tfevents.*"))  # no writer of its own: MONAI's handlers log the metrics
 
 
-def test_a_resumed_handler_restores_sigma_and_policy_and_drops_rows_after_the_checkpoint(tmp_path):
-    codec = GaussianHeatmapCodec(2, sigma=2.0)
+def test_the_default_names_are_those_of_landmark_files():
+    handler = AdaptiveSigmaHandler(GaussianHeatmapCodec(2), FixedSigma(3), CentralLoss(), Engine(lambda e, b: None))
+    assert handler.names == ["1", "2", "3"]
+
+
+def test_a_resumed_handler_restores_sigma_policy_and_history_and_its_files_equal_an_unbroken_runs(tmp_path):
     errors = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    codec = GaussianHeatmapCodec(2, sigma=2.0)
     trainer, validator = engines(codec, errors)
-    first = AdaptiveSigmaHandler(codec, widening_agent(), CentralLoss(), validator, interval=2, log_dir=str(tmp_path))
-    first.attach(trainer)
-    trainer.run([0, 1], max_epochs=2)
+    unbroken = AdaptiveSigmaHandler(codec, widening_agent(), CentralLoss(), validator, interval=2)
+    unbroken.attach(trainer)
+    SigmaHistoryWriter(unbroken, str(tmp_path / "unbroken")).attach(trainer)
+    trainer.run([0, 1], max_epochs=4)
+
+    codec1 = GaussianHeatmapCodec(2, sigma=2.0)
+    trainer1, validator1 = engines(codec1, errors)
+    first = AdaptiveSigmaHandler(codec1, widening_agent(), CentralLoss(), validator1, interval=2)
+    first.attach(trainer1)
+    SigmaHistoryWriter(first, str(tmp_path / "resumed")).attach(trainer1)
+    trainer1.run([0, 1], max_epochs=2)
     state = first.state_dict()
-    with open(tmp_path / "sigma_history.csv", "a", newline="") as f:  # a row logged after the last checkpoint
-        csv.writer(f).writerow([4, 0, "0", 2.5, 3.125, "widen", "", 1.0, 0.1, 0.0, 0])
 
     codec2 = GaussianHeatmapCodec(2, sigma=2.0)
     trainer2, validator2 = engines(codec2, errors)
-    second = AdaptiveSigmaHandler(
-        codec2, widening_agent(), CentralLoss(), validator2, interval=2, log_dir=str(tmp_path)
-    )
+    second = AdaptiveSigmaHandler(codec2, widening_agent(), CentralLoss(), validator2, interval=2)
     second.attach(trainer2)
+    SigmaHistoryWriter(second, str(tmp_path / "resumed")).attach(trainer2)
     second.load_state_dict(state)
     assert torch.as_tensor(codec2.sigma).tolist() == [2.5, 2.5]
     trainer2.load_state_dict({"epoch": 2, "max_epochs": 4, "epoch_length": 2})
     trainer2.run([0, 1])
-    rows = read_rows(tmp_path / "sigma_history.csv")
-    assert [r["epoch"] for r in rows] == ["2", "2", "4", "4"]
+    for name in ("sigma_history.csv", "sigma.json"):
+        assert (tmp_path / "resumed" / name).read_text() == (tmp_path / "unbroken" / name).read_text()
     assert torch.allclose(torch.as_tensor(codec2.sigma), torch.tensor([3.125, 3.125]))
 
 
@@ -206,8 +219,7 @@ class SpyPolicy(FixedSigma):
 
 def test_the_policy_sees_the_loss_mean_and_variance_of_the_window_and_the_progress(tmp_path):
     """Per-landmark training loss: mean and sample variance over the window's images; progress = epoch / max_epochs;
-    a validation before the first epoch decides nothing; a new run starts the history anew."""
-    (tmp_path / "sigma_history.csv").write_text(",".join(AdaptiveSigmaHandler.columns) + "\n1,0,0,2,2,keep,,1,1,0,0\n")
+    a validation before the first epoch decides nothing."""
     codec = GaussianHeatmapCodec(2, sigma=2.0)
     label, _ = codec.encode(torch.tensor([[2.0, 3.0], [5.0, 4.5]]), (8, 8))
     scales = iter([1.0, 2.0, 0.5, 3.0, 1.5, 2.5, 1.0, 1.0])
@@ -223,7 +235,8 @@ def test_the_policy_sees_the_loss_mean_and_variance_of_the_window_and_the_progre
     trainer.add_event_handler(Events.STARTED, lambda e: validator.run([0]))  # as exec_at_start would
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: validator.run([0]))
     policy = SpyPolicy(K)
-    AdaptiveSigmaHandler(codec, policy, CentralLoss(), validator, interval=2, log_dir=str(tmp_path)).attach(trainer)
+    handler = AdaptiveSigmaHandler(codec, policy, CentralLoss(), validator, interval=2)
+    handler.attach(trainer)
     trainer.run([0, 1], max_epochs=4)
 
     assert [o.progress for o in policy.observations] == [0.5, 1.0]
@@ -231,4 +244,4 @@ def test_the_policy_sees_the_loss_mean_and_variance_of_the_window_and_the_progre
                           (1.0, 2.0, 0.5, 3.0)]).double()  # fmt: skip
     assert torch.allclose(policy.observations[0].train_loss, losses.mean(0), rtol=1e-5)
     assert torch.allclose(policy.observations[0].train_loss_var, losses.var(0), rtol=1e-4)
-    assert [r["epoch"] for r in read_rows(tmp_path / "sigma_history.csv")] == ["2", "2", "4", "4"]
+    assert [r["epoch"] for r in handler.history] == [2, 2, 4, 4]

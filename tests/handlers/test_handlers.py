@@ -24,6 +24,7 @@ from bundle.handlers import (
     ResumeCheckpointSaver,
     SuccessfulDetectionRateHandler,
 )
+from bundle.io import read_landmarks
 from bundle.transforms import LandmarkResultd
 
 
@@ -194,3 +195,101 @@ def test_random_states_round_trip_through_a_checkpoint(tmp_path):
         RandomStates(Compose([RandGaussianNoised("image")])).load_state_dict(
             torch.load(tmp_path / "rng.pt", weights_only=True)
         )
+
+
+def test_one_sdr_radius_gives_one_number_and_a_pair_normalises():
+    batches = [_points([[1.0, 3.0, 50.0]]), _points([[2.0, 6.0, 25.0]])]
+    engine = Engine(lambda e, batch: batch)
+    SuccessfulDetectionRateHandler(radii=(2.5,)).attach(engine, "val_sdr")
+    engine.run(batches, max_epochs=1)
+    assert engine.state.metrics["val_sdr"] == pytest.approx(100 * 2 / 6)  # 1 and 2 mm of the six errors
+    # normalised: the pair (0, 2) of the truths is 20 mm apart, scaled to 10, so every error counts half
+    truth = torch.tensor([[[0.0, 0.0], [5.0, 0.0], [20.0, 0.0]]], dtype=torch.float64)
+    predicted = truth + torch.tensor([[[0.0, 4.0], [0.0, 6.0], [0.0, 2.0]]], dtype=torch.float64)
+    scaled = Engine(lambda e, batch: batch)
+    MeanRadialErrorHandler(normalize_pair=(0, 2), normalize_length=10.0).attach(scaled, "val_mre")
+    SuccessfulDetectionRateHandler(radii=(2.5,), normalize_pair=(0, 2), normalize_length=10.0).attach(scaled, "sdr")
+    scaled.run([(predicted, truth)], max_epochs=1)
+    assert scaled.state.metrics["val_mre"] == pytest.approx((2.0 + 3.0 + 1.0) / 3)
+    assert scaled.state.metrics["sdr"] == pytest.approx(100 * 2 / 3)  # 2 and 1 (normalised) within 2.5
+
+
+def test_the_validation_line_names_the_epoch_the_metrics_and_the_best(caplog):
+    from bundle.handlers import ValidationLine
+
+    validator = Engine(lambda e, b: None)
+
+    @validator.on(Events.COMPLETED)
+    def _score(engine):
+        engine.state.epoch = 7
+        engine.state.metrics.update(val_mre=1.25, val_sdr_2mm=88.5)
+        engine.state.key_metric_name, engine.state.best_metric, engine.state.best_metric_epoch = "val_mre", 1.1, 5
+
+    ValidationLine(max_epochs=20).attach(validator)
+    with caplog.at_level("INFO"):
+        validator.run([0], max_epochs=1)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "bundle"]
+    assert line == "validation at epoch 7/20: val_mre 1.25, val_sdr_2mm 88.5 (best val_mre 1.1 at epoch 5)"
+
+
+def test_the_training_summary_names_the_best_model_its_epoch_and_score(tmp_path, caplog):
+    from bundle.handlers import TrainingSummary
+
+    trainer = Engine(lambda e, b: None)
+    TrainingSummary(str(tmp_path / "model.pt")).attach(trainer)
+    with caplog.at_level("INFO"):
+        trainer.run([0], max_epochs=3)
+    assert "no model was saved" in caplog.text
+    (tmp_path / "model.json").write_text(
+        json.dumps({"model": "model.pt", "epoch": 2, "metric": "val_mre", "value": 0.4567})
+    )
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        trainer.run([0], max_epochs=3)
+    assert f"best model {tmp_path / 'model.pt'} (epoch 2, val_mre 0.4567); 3 epochs run." in caplog.text
+
+
+def test_the_shape_model_writer_fits_the_training_landmarks_in_the_image_frame(tmp_path):
+    from types import SimpleNamespace
+
+    from bundle import load_datalist
+    from bundle.handlers import ShapeModelWriter
+    from bundle.shape import ShapeModel
+    from tests.conftest import REPO_ROOT
+
+    entries = load_datalist(REPO_ROOT / "data" / "demo" / "datalist.json", "training")
+    names = json.loads((REPO_ROOT / "configs" / "demo.json").read_text())["landmark_names"]
+    writer = ShapeModelWriter(SimpleNamespace(data=entries), tmp_path / "shape_model.json", names, modes=3)
+    trainer = Engine(lambda e, b: None)
+    writer.attach(trainer)
+    trainer.run([0], max_epochs=1)
+    model = ShapeModel.load(tmp_path / "shape_model.json", num_landmarks=6, spatial_dims=2)
+    assert model.count == len(entries) and model.names == names and len(model.variances) == 3
+    first = read_landmarks(entries[0]["landmarks"], 6, entries[0]["spacing"], 2)
+    assert model.fit_configuration(first.coordinates, noise_mm=0.5).plausible  # a training shape fits its model
+
+
+def test_the_calibration_writer_fits_on_the_run_and_refuses_to_replace_a_calibration(tmp_path):
+    from bundle.handlers import ErrorCalibrationWriter
+    from bundle.uncertainty import ErrorCalibration
+
+    rng = np.random.default_rng(0)
+    outputs = []
+    for _ in range(12):
+        truth = torch.as_tensor(rng.uniform(0, 50, (3, 2)))
+        spread = torch.as_tensor(rng.uniform(0.5, 2.0, 3))
+        offset = torch.as_tensor(rng.normal(size=(3, 2))) * spread[:, None]
+        outputs.append(
+            {"pred_landmarks": truth + offset, "true_landmarks": truth, "pred_spread": spread,
+             "pred_confidence": torch.full((3,), 0.5)}  # fmt: skip
+        )
+    batches = iter(outputs)
+    engine = Engine(lambda e, b: [next(batches)])
+    ErrorCalibrationWriter(tmp_path / "calibration.json", "both_stages", coverages=(0.9,)).attach(engine)
+    engine.run(range(12), max_epochs=1)
+    calibration = ErrorCalibration.load(tmp_path / "calibration.json", "both_stages", num_landmarks=3)
+    assert calibration.images == 12 and calibration.count == 36 and set(calibration.quantiles) == {0.9}
+    again = Engine(lambda e, b: [outputs[0]])
+    ErrorCalibrationWriter(tmp_path / "calibration.json", "both_stages").attach(again)
+    with pytest.raises(FileExistsError, match="already calibrates 'both_stages'"):
+        again.run([0], max_epochs=1)

@@ -3,13 +3,8 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from bundle import (
-    MeanRadialError,
-    MeanRadialErrorHandler,
-    SuccessfulDetectionRate,
-    SuccessfulDetectionRateHandler,
-    radial_errors,
-)
+from bundle import MeanRadialError, SuccessfulDetectionRate, radial_errors
+from bundle.handlers import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from tests.conftest import shared_data
 
 

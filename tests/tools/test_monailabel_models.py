@@ -1,4 +1,4 @@
-"""The served MONAI Label folders that scripts.monailabel_models writes (the server itself: test_monailabel_server)."""
+"""The served MONAI Label folders that tools.monailabel_models writes (the server itself: test_monailabel_server)."""
 
 import json
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from scripts.monailabel_models import AFIDS, CEPHALOMETRIC, write_models
+from tools.monailabel_models import AFIDS, CEPHALOMETRIC, write_models
 
 REPO = Path(__file__).resolve().parents[2]
 

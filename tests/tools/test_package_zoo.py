@@ -1,4 +1,4 @@
-"""The model-zoo submission that scripts/package_zoo.py writes passes the zoo's checks.
+"""The model-zoo submission that tools/package_zoo.py writes passes the zoo's checks.
 
 MONAI's own checks (metadata schema, network input/output, TorchScript export), the zoo's pre-commit hooks and the
 zoo-style unit test run everywhere. The zoo's own CI scripts (ci/verify_bundle.py, ci/unit_tests/runner.py) run where
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.package_zoo import BUNDLE_NAME, WEIGHTS, package, sha256
 from tests.conftest import REPO_ROOT
 from tests.style import precommit_failures
+from tools.package_zoo import BUNDLE_NAME, WEIGHTS, package, sha256
 
 pytestmark = pytest.mark.slow  # packages the bundle and runs its checks and unit test
 
@@ -50,7 +50,7 @@ def test_layout_and_large_files(submission):
     assert "docs/data_license.txt" in names and "bundle/__init__.py" in names and "configs/demo.json" in names
     small = {"models/shape_model.json", "models/calibration.json"}  # under 1 MB: in the submission as they are
     assert small <= names
-    assert not [n for n in names - small if n.startswith(("tests/", "models/")) or n == "scripts/package_zoo.py"]
+    assert not [n for n in names - small if n.startswith(("tests/", "models/")) or n == "tools/package_zoo.py"]
     assert (submission.parents[1] / "ci" / "unit_tests" / f"test_{BUNDLE_NAME}.py").exists()
     listed = yaml.safe_load((submission / "large_files.yml").read_text())["large_files"]
     assert [(f["path"], f["url"], f["hash_type"]) for f in listed] == [
@@ -101,7 +101,7 @@ def test_the_zoo_style_unit_test_passes(submission):
 
 
 def test_packaging_refuses_to_replace_an_earlier_package(submission):
-    command = [sys.executable, "-m", "scripts.package_zoo", "--out", str(submission.parents[1]), "--weights_url", URL]
+    command = [sys.executable, "-m", "tools.package_zoo", "--out", str(submission.parents[1]), "--weights_url", URL]
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
