@@ -14,7 +14,7 @@ row 996; world (83.5, 99.6) mm at 0.1 mm/px.
 The version is the bundle's (``configs/metadata.json``); the package keeps no second copy of it.
 """
 
-from . import handlers, sigma, transforms
+from . import analysis, handlers, sigma, transforms
 from .codecs import GaussianHeatmapCodec
 from .data import LandmarkCacheDataset, check_datalist, datalist_file, inference_list, load_datalist
 from .io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
@@ -48,6 +48,7 @@ __all__ = [
     "radial_errors",
     "read_landmarks",
     "refuse_existing",
+    "analysis",
     "handlers",
     "transforms",
     "write_landmarks",

@@ -18,7 +18,8 @@ PLACED = [(835.0, 996.0), (100.3, 2300.7), (1900.2, 50.5), (967.0, 1199.5)]  # o
 def _run_inference(tmp_path, images, **overrides) -> None:
     """``configs/inference.json`` on the folder ``images``, weights from ``tmp_path/models``, outputs to
     ``tmp_path/out``, with ``overrides`` of config ids."""
-    settings = {"trust": False, **overrides}  # the stubs' points form no anatomy a shape model could judge
+    # the stubs' points form no anatomy a shape model could judge, and have none of the measurements' landmarks
+    settings = {"trust": False, "measurements": [], "tracing": [], **overrides}
     workflow = ConfigWorkflow(
         config_file=str(CONFIGS / "inference.json"),
         workflow_type="infer",

@@ -180,6 +180,11 @@ def test_2d_infer_returns_a_label_image_and_the_landmarks_twice_writing_nothing_
     assert [item["index"] for item in result["landmarks"]] == list(range(19))
     fields = {"name", "pixel", "world", "confidence", "visible", "error_radius_mm", "review", "review_reasons"}
     assert all(fields <= set(item) and item["review"] for item in result["landmarks"])
+    # the clinical measurements, as run inference writes them
+    assert {"ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FMA", "MW"} <= set(result["measurements"])
+    assert {"value", "unit", "interval", "class", "class_name", "normal", "borderline"} <= set(
+        result["measurements"]["ANB"]
+    )
     # the same content as the bundle's own inference JSON for the same image (another torch release: tolerances)
     source = server["studies"] / f"{image}.png"
     _bundle(
@@ -189,6 +194,7 @@ def test_2d_infer_returns_a_label_image_and_the_landmarks_twice_writing_nothing_
     own = json.loads((tmp_path / "own" / f"{image}.json").read_text())
     for key in ("spacing", "spacing_source", "orientation", "plausible", "error_radius_coverage"):
         assert own[key] == result[key], key
+    assert own["measurements"].keys() == result["measurements"].keys()
     for mine, served_item in zip(own["landmarks"], result["landmarks"]):
         assert mine["name"] == served_item["name"] and mine["index"] == served_item["index"]
         np.testing.assert_allclose(mine["pixel"], served_item["pixel"], atol=1e-2)

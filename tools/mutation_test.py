@@ -1,5 +1,6 @@
 """Mutation testing of the science: change one operator or constant at a time in the modules that compute the loss,
-the attention, the detector, the heatmap codec, the metrics, the point mapping and the landmark label image, run the
+the attention, the detector, the heatmap codec, the metrics, the point mapping, the landmark label image, the shape
+model, the error radii and the trust transforms, run the
 tests that cover that module, and count a mutant as killed when a test fails. Survivors are listed for a person to
 kill (a new test) or to explain (an equivalent mutant). A small tool of our own: it needs nothing but the standard
 library and pytest.
@@ -46,6 +47,13 @@ TARGETS = {
     "bundle/transforms/patches.py": ["tests/transforms/test_patches.py"],
     "bundle/transforms/refine.py": ["tests/transforms/test_patches.py"],
     "bundle/transforms/image.py": ["tests/transforms/test_image.py", "tests/transforms/test_patches.py"],
+    "bundle/shape/similarity.py": ["tests/shape"],
+    "bundle/shape/model.py": ["tests/shape", "tests/transforms/test_trust.py"],
+    "bundle/uncertainty/conformal.py": ["tests/uncertainty", "tests/transforms/test_trust.py"],
+    "bundle/metrics/trust.py": ["tests/metrics/test_trust.py"],
+    "bundle/transforms/plausibility.py": ["tests/transforms/test_trust.py"],
+    "bundle/transforms/first_stage.py": ["tests/transforms/test_trust.py"],
+    "bundle/transforms/review.py": ["tests/transforms/test_trust.py"],
 }
 
 # (module, what the bug is, text to find, its replacement): bugs that once got past the suite

@@ -6,10 +6,11 @@ published (``--weights_url`` + the file name) and
 its sha256, as the zoo's CONTRIBUTING.md asks. ``--with_weights`` copies the weights in as well, to verify the folder
 locally: the zoo's download step then finds them, checks the hash and downloads nothing.
 
-What goes in: LICENSE, configs/, the ``bundle`` package, the user-facing scripts, docs/ (the model card, the data
-licence, the benchmarks) and the two small data sets that the configs use (the synthetic demo and the AFIDs template
-fixture). What stays out: tests, requirement files, CI files, the root metadata.json (the zoo reads
-configs/metadata.json) and anything under ``models/`` but the shipped weights.
+What goes in: LICENSE, configs/, the ``bundle`` package, the scripts users run (``scripts/``: preparation, the
+landmark report, the benchmark), the model card, the architecture and the data licence, the two small data sets that
+the configs use (the synthetic demo and the AFIDs template fixture), and the shape model and error calibration. What
+stays out: tests, tools, experiments and their studies, requirement files, CI files, the root metadata.json (the zoo
+reads configs/metadata.json) and the weights, which go by URL.
 
 Usage:
   python -m tools.package_zoo --out /path/to/model-zoo --weights_url https://host/release/ [--with_weights]
@@ -28,12 +29,13 @@ from bundle.errors import MissingFileError, OutputExistsError, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE_NAME = "coortransformer_landmarks"  # the folder name: MONAI Label reads a task type from it (not "detection")
-# the shape model and the error calibration are small JSON files beside the weights: they go in as they are
+# what users of the bundle need: the code, the configs, the scripts they run, the model card, the architecture and
+# the data licence (the studies stay in the repository), the two small data sets the configs use, and the shape model
+# and error calibration, small JSON files beside the weights
 INCLUDE = (
-    "LICENSE", "configs", "bundle", "scripts", "docs", "data/demo", "data/afids", "models/shape_model.json",
-    "models/calibration.json",
+    "LICENSE", "configs", "bundle", "scripts", "docs/README.md", "docs/architecture.md", "docs/data_license.txt",
+    "data/demo", "data/afids", "models/shape_model.json", "models/calibration.json",
 )  # fmt: skip
-EXCLUDE_SCRIPTS = ("package_zoo.py",)  # packaging is for this repository, not for the bundle's users
 WEIGHTS = ("models/model.pt", "models/model.ts", "models/refiner.pt")
 
 UNIT_TEST = """# Unit test of the {name} bundle in the model zoo's style (ci/unit_tests/runner.py -b {name}).
@@ -142,7 +144,7 @@ def _files(root: Path) -> list[Path]:
             relative = p.relative_to(root)
             if "__pycache__" in relative.parts or p.suffix == ".pyc":
                 continue
-            if relative.parts[0] == "scripts" and (p.name in EXCLUDE_SCRIPTS or p.name == "__init__.py"):
+            if relative.parts[0] == "scripts" and p.name == "__init__.py":
                 continue
             files.append(relative)
     return files

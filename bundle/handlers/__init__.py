@@ -8,6 +8,7 @@ from .finite import NonFiniteGuard
 from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from .random_state import RandomStates
 from .report import LandmarkReportWriter
+from .report_html import HtmlReportWriter, MeasurementTableWriter
 from .shape_model import ShapeModelWriter
 from .summary import TrainingSummary, ValidationLine
 from .table import LandmarkTableWriter
@@ -17,10 +18,12 @@ __all__ = [
     "AdaptiveSigmaHandler",
     "BestModelSaver",
     "ErrorCalibrationWriter",
+    "HtmlReportWriter",
     "LandmarkFileSaver",
     "LandmarkReportWriter",
     "LandmarkTableWriter",
     "MeanRadialErrorHandler",
+    "MeasurementTableWriter",
     "NonFiniteGuard",
     "PeriodicValidationHandler",
     "RandomStates",

@@ -1,5 +1,6 @@
-"""MONAI dictionary transforms, by stage: image preprocessing, landmark targets, decoding, outputs."""
+"""MONAI dictionary transforms, by stage: image preprocessing, landmark targets, decoding, trust, measurements, outputs."""
 
+from .analysis import Measurementsd
 from .decode import DecodeLandmarksd
 from .first_stage import ORIENTATIONS, EstimateSpacingd, FindOrientationd, FirstStagePass, orient
 from .image import (
@@ -46,6 +47,7 @@ __all__ = [
     "ErrorRadiusd",
     "FlagLandmarksd",
     "REVIEW_REASONS",
+    "Measurementsd",
     "SaveLandmarksd",
     "LandmarkResultd",
     "LandmarkLabelMapd",

@@ -56,6 +56,7 @@ class SaveLandmarksd(MapTransform):
             affine): the inference config hands it the refiner's fine copy (0.3 mm per pixel, a ninth of an ISBI
             image's pixels), so that no image is read twice and the PNG costs milliseconds; None: ``ref_key``'s.
         overlay_size: the overlay's long side at most, in pixels (the original image's size below it).
+        tracing: pairs of landmark names to join by a line in the overlay (a cephalometric tracing: SN, FH, ...).
         overwrite: replace existing files.
     """
 
@@ -69,10 +70,15 @@ class SaveLandmarksd(MapTransform):
         overlay: bool = True,
         overlay_key: str | None = None,
         overlay_size: int = 1200,
+        tracing: Sequence[Sequence[str]] = (),
         overwrite: bool = False,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
+        unknown = [n for pair in tracing for n in pair if n not in list(landmark_names)]
+        if unknown or any(len(pair) != 2 for pair in tracing):
+            raise InputError(f"tracing must be pairs of the landmark names; unknown {unknown}.")
+        self.tracing = [(list(landmark_names).index(a), list(landmark_names).index(b)) for a, b in tracing]
         if overlay_size < 64:
             raise InputError(f"overlay_size must be at least 64 pixels, got {overlay_size}.")
         self.overlay_key, self.overlay_size = overlay_key or ref_key, int(overlay_size)
@@ -108,6 +114,7 @@ class SaveLandmarksd(MapTransform):
                         review=extra["review"],
                         file_affine=image.meta.get("source_affine"),
                         long_side=min(self.overlay_size, max(loaded_shape(image, 2))),
+                        lines=self.tracing,
                     )
                 shown = Landmarks(landmarks.coordinates, landmarks.names, np.asarray(extra["visible"], bool))
                 write_landmarks(partial[1], shown, True, "mrk.json", picture_spacing=picture_spacing(image))
@@ -192,6 +199,8 @@ def _record_parts(data: Mapping, key: str, image, names: list, prefix: str) -> t
             "error_radius_coverage": data.get("error_radius_coverage"),
         },
     }
+    if data.get("measurements"):
+        extra["_top"]["measurements"] = data["measurements"]
     return landmarks, extra
 
 
@@ -199,7 +208,7 @@ def _finite(value: float):
     return value if math.isfinite(value) else None
 
 
-NORMAL, FLAGGED = (40, 220, 120), (255, 60, 60)
+NORMAL, FLAGGED, TRACING = (40, 220, 120), (255, 60, 60), (90, 170, 255)
 
 
 def draw_overlay(
@@ -211,6 +220,7 @@ def draw_overlay(
     review: Sequence[bool] | None = None,
     file_affine=None,
     long_side: int | None = None,
+    lines: Sequence[tuple[int, int]] = (),
 ) -> None:
     """Save a 2D image (C, X, Y), as it is in memory, as a grey PNG (intensities scaled to 0-255) with each of
     ``points`` (K, 2), grid coordinates of that image (x = column), numbered 0..K-1 (as the JSON's ``index``).
@@ -222,6 +232,7 @@ def draw_overlay(
         file_affine: the file's own affine (``meta["source_affine"]``): an image held in another orientation (a
             mirrored or rotated view, :func:`~bundle.transforms.orient`) is turned back to the file's.
         long_side: the PNG's long side in pixels (the image is resized to it, points with it); None: as in memory.
+        lines: pairs of point indices joined by a thin line, under the points (a tracing).
     """
     from PIL import Image, ImageDraw  # local: only inference draws
 
@@ -243,6 +254,9 @@ def draw_overlay(
     unit = max(2, round(max(picture.size) / 250))
     font = _font(max(10, 3 * unit))
     count = len(points)
+    for a, b in lines:
+        if np.isfinite(points[[a, b]]).all():
+            draw.line([tuple(points[a]), tuple(points[b])], fill=TRACING, width=max(1, unit // 2))
     for k, (x, y) in enumerate(points):
         if not (np.isfinite(x) and np.isfinite(y)):
             continue
