@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,10 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
+def _whole(checkpoint: Path) -> bool:
+    return checkpoint.exists() and zipfile.is_zipfile(checkpoint)
+
+
 def _final_weights(run: Path) -> dict:
     checkpoint = torch.load(run / "runs" / "checkpoints" / f"resume_checkpoint_epoch={EPOCHS}.pt", weights_only=True)
     return checkpoint["model"]
@@ -53,21 +59,20 @@ def test_a_killed_training_resumes_and_ends_as_an_unbroken_one(tmp_path, overlay
     )
     assert unbroken.returncode == 0, unbroken.stdout[-2000:] + unbroken.stderr[-2000:]
 
-    killed = subprocess.Popen(
-        _command(data, tmp_path / "b", overlays=overlays),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    seen = []
-    for line in killed.stdout:  # kill it as soon as epoch 2's checkpoint is written, in the middle of epoch 3
-        seen.append(line)
-        if "Saved checkpoint at epoch: 2" in line:
-            killed.send_signal(signal.SIGKILL)
-            break
-    killed.wait(timeout=60)
-    assert killed.returncode == -signal.SIGKILL, "".join(seen[-20:])
+    # kill it as soon as epoch 2's checkpoint is whole on disk (MONAI writes it in place; torch.save's zip archive
+    # ends with its directory, so a zip file is a complete one): in epoch 3
+    checkpoint = tmp_path / "b" / "runs" / "checkpoints" / "resume_checkpoint_epoch=2.pt"
+    log = tmp_path / "killed.log"
+    with open(log, "w") as out:
+        killed = subprocess.Popen(
+            _command(data, tmp_path / "b", overlays=overlays), stdout=out, stderr=subprocess.STDOUT, env=_env()
+        )
+        deadline = time.monotonic() + 600
+        while killed.poll() is None and not _whole(checkpoint) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL, log.read_text()[-3000:]
 
     resumed = subprocess.run(
         _command(data, tmp_path / "b", "--resume", "true", overlays=overlays),

@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -217,7 +218,7 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path
         "training",
         *args,
     ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = _run_group(command, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").exists()
 
@@ -228,9 +229,24 @@ def _torchrun(run_id: str, configs: list[str], overrides: dict, cwd: Path = REPO
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
     command += ["-m", "monai.bundle", "run", run_id, *args]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    result = _run_group(command, cwd=cwd)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def _run_group(command: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run torchrun in its own process group, and kill the whole group (its workers too) when it overruns, so that
+    a hung run fails this test with its output instead of leaving workers that slow every later test."""
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"torchrun overran {timeout} s: {' '.join(command[3:])}\n{stdout[-3000:]}{stderr[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.mark.slow

@@ -105,9 +105,9 @@ class TestLandmarkBundle(unittest.TestCase):
         train = {{**override, "output_dir": os.path.join(self.output_dir, "train")}}
         check_workflow(self._workflow("train", ["train.json", "demo.json"], train), check_properties=True)
         self.assertTrue(os.path.exists(os.path.join(self.output_dir, "models", "model.pt")))
-        evaluate = {{**override, "output_dir": os.path.join(self.output_dir, "eval")}}
-        # evaluate.json overrides train.json, so the workflow type stays "train", as in the zoo's other bundles
-        check_workflow(self._workflow("train", ["train.json", "demo.json", "evaluate.json"], evaluate))
+        evaluate = {{**SMALL, "output_dir": os.path.join(self.output_dir, "eval")}}
+        # evaluate.json is an overlay on inference.json: the shipped inference pipeline, scored on the demo's test split
+        check_workflow(self._workflow("infer", ["inference.json", "demo.json", "evaluate.json"], evaluate))
         self.assertTrue(os.path.exists(os.path.join(self.output_dir, "eval", "landmark_report.json")))
 
     @parameterized.expand([TEST_CASE_2])

@@ -17,7 +17,7 @@ from monai.metrics import CumulativeIterationMetric
 
 from ..errors import InputError
 
-__all__ = ["MeanRadialError", "SuccessfulDetectionRate", "radial_errors"]
+__all__ = ["MeanRadialError", "SuccessfulDetectionRate", "radial_errors", "error_statistics", "detection_rates"]
 
 
 def radial_errors(
@@ -73,6 +73,42 @@ class _RadialErrorMetric(CumulativeIterationMetric):
         return errors
 
 
+def error_statistics(errors: torch.Tensor) -> dict:
+    """MRE and SD (n - 1) overall and per landmark, and the number of errors counted, as plain Python numbers.
+
+    A function of the (N, K) table alone (NaN where a landmark does not count), so that a table already gathered on
+    one process is summarised there without the metric classes' synchronisation, which every process must join.
+    """
+    errors = torch.as_tensor(errors, dtype=torch.float64)
+    return {
+        "mean": errors.nanmean().item(),
+        "std": _nanstd(errors).item(),
+        "count": int((~torch.isnan(errors)).sum()),
+        "per_landmark_mean": errors.nanmean(0).tolist(),
+        "per_landmark_std": _nanstd(errors, 0).tolist(),
+    }
+
+
+def detection_rates(
+    errors: torch.Tensor, radii: Sequence[float], per_landmark: bool = False, tolerance: float = 1e-6
+) -> torch.Tensor:
+    """Percentages of the counted errors of an (N, K) table (NaN: not counted) with ``e <= r + tolerance``:
+    (R,) over all pairs, or (R, K) per landmark."""
+    valid = ~torch.isnan(errors)
+    radii = torch.tensor(_as_radii(radii), dtype=errors.dtype, device=errors.device).reshape(-1, 1, 1)
+    hits = (errors[None] <= radii + tolerance) & valid[None]  # (R, N, K)
+    if per_landmark:
+        return 100.0 * hits.sum(1) / valid.sum(0).clamp_min(1)
+    return 100.0 * hits.flatten(1).sum(1) / valid.sum().clamp_min(1)
+
+
+def _as_radii(radii: float | Sequence[float]) -> list[float]:
+    values = [float(r) for r in ([radii] if isinstance(radii, (int, float)) else radii)]
+    if not values or any(r < 0 for r in values):
+        raise InputError(f"radii must be a non-empty list of non-negative numbers, got {radii}.")
+    return values
+
+
 def _nanstd(errors: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Sample standard deviation (n - 1) ignoring NaN."""
     valid = ~torch.isnan(errors)
@@ -115,15 +151,8 @@ class MeanRadialError(_RadialErrorMetric):
         return errors.nanmean(0) if reduction == "mean_batch" else errors.nanmean()
 
     def summary(self) -> dict:
-        """MRE and SD overall and per landmark, and the number of errors counted, as plain Python numbers."""
-        errors = self._errors()
-        return {
-            "mean": errors.nanmean().item(),
-            "std": _nanstd(errors).item(),
-            "count": int((~torch.isnan(errors)).sum()),
-            "per_landmark_mean": errors.nanmean(0).tolist(),
-            "per_landmark_std": _nanstd(errors, 0).tolist(),
-        }
+        """:func:`error_statistics` of the accumulated errors (of every process, under torch.distributed)."""
+        return error_statistics(self._errors())
 
 
 class SuccessfulDetectionRate(_RadialErrorMetric):
@@ -149,9 +178,7 @@ class SuccessfulDetectionRate(_RadialErrorMetric):
         tolerance: float = 1e-6,
     ):
         super().__init__(normalize_pair, normalize_length)
-        self.radii = [float(r) for r in ([radii] if isinstance(radii, (int, float)) else radii)]
-        if not self.radii or any(r < 0 for r in self.radii):
-            raise InputError(f"radii must be a non-empty list of non-negative numbers, got {radii}.")
+        self.radii = _as_radii(radii)
         if reduction not in ("mean", "mean_batch", "none"):
             raise InputError(f"reduction must be 'mean', 'mean_batch' or 'none', got {reduction!r}.")
         self.reduction = reduction
@@ -162,9 +189,4 @@ class SuccessfulDetectionRate(_RadialErrorMetric):
         reduction = self.reduction if reduction is None else reduction
         if reduction == "none":
             return errors
-        valid = ~torch.isnan(errors)
-        radii = torch.tensor(self.radii, dtype=errors.dtype, device=errors.device).reshape(-1, 1, 1)
-        hits = (errors[None] <= radii + self.tolerance) & valid[None]  # (R, N, K)
-        if reduction == "mean_batch":
-            return 100.0 * hits.sum(1) / valid.sum(0).clamp_min(1)
-        return 100.0 * hits.flatten(1).sum(1) / valid.sum().clamp_min(1)
+        return detection_rates(errors, self.radii, per_landmark=reduction == "mean_batch", tolerance=self.tolerance)

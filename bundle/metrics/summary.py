@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .radial_error import MeanRadialError, SuccessfulDetectionRate
+from .radial_error import detection_rates, error_statistics
 
 __all__ = ["summarise_errors", "read_error_table", "error_figures"]
 
@@ -27,23 +27,22 @@ def summarise_errors(errors: torch.Tensor, names: Sequence[str], radii: Sequence
     errors = torch.as_tensor(errors, dtype=torch.float64)
     if errors.ndim != 2 or errors.shape[1] != len(names):
         raise InputError(f"errors must be (N, {len(names)}), got {tuple(errors.shape)}.")
-    mre, sdr = MeanRadialError(), SuccessfulDetectionRate(radii=radii)
-    mre.extend(errors)
-    sdr.extend(errors)
-    summary = mre.summary()
-    overall = sdr.aggregate().reshape(-1).tolist()
-    per_landmark = sdr.aggregate("mean_batch").reshape(len(sdr.radii), -1)
+    # the table is complete here (gathered on the first process): summarised without the metrics' synchronisation
+    overall = detection_rates(errors, radii).tolist()
+    radii = [float(r) for r in radii]
+    summary = error_statistics(errors)
+    per_landmark = detection_rates(errors, radii, per_landmark=True)
     return {
         "images": int(errors.shape[0]),
         "mre": summary["mean"],
         "sd": summary["std"],
-        "sdr": {f"{r:g}": v for r, v in zip(sdr.radii, overall)},
+        "sdr": {f"{r:g}": v for r, v in zip(radii, overall)},
         "per_landmark": [
             {
                 "name": str(name),
                 "mre": summary["per_landmark_mean"][k],
                 "sd": summary["per_landmark_std"][k],
-                "sdr": {f"{r:g}": per_landmark[i, k].item() for i, r in enumerate(sdr.radii)},
+                "sdr": {f"{r:g}": per_landmark[i, k].item() for i, r in enumerate(radii)},
             }
             for k, name in enumerate(names)
         ],

@@ -262,7 +262,7 @@ def draw_overlay(
             continue
         colour = FLAGGED if review is not None and review[k] else NORMAL
         radius = None if radii is None else radii[k]
-        if radius is not None and np.isfinite(radius):
+        if radius is not None and np.isfinite(radius) and circle_meets_picture(x, y, radius * factor, picture.size):
             r = radius * factor
             draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=max(1, unit // 2))
         draw.ellipse([x - unit, y - unit, x + unit, y + unit], fill=colour)
@@ -278,6 +278,19 @@ def draw_overlay(
             colour = FLAGGED if review is not None and review[k] else NORMAL
             draw.text((2 * unit, unit + k * height), line, fill=colour, font=font)
     picture.save(output, format="PNG", compress_level=1)  # zlib's fastest: 4 times faster than its default
+
+
+def circle_meets_picture(x: float, y: float, r: float, size: tuple[int, int]) -> bool:
+    """Whether the circle of radius ``r`` around (x, y) (pixels) crosses the picture of ``size`` (width, height).
+
+    Pillow's cost of drawing a circle grows with its radius: the error radius of a wild guess (an untrained model, or
+    the wrong anatomy) can be thousands of pixels, takes a minute to draw and shows nothing, so such circles are left
+    out: those wholly outside the picture, and those that hold the whole picture inside.
+    """
+    width, height = size
+    nearest = math.hypot(x - min(max(x, 0.0), width - 1.0), y - min(max(y, 0.0), height - 1.0))
+    farthest = math.hypot(max(abs(x), abs(width - 1.0 - x)), max(abs(y), abs(height - 1.0 - y)))
+    return nearest <= r <= farthest
 
 
 def _font(size: int):

@@ -4,6 +4,7 @@ import torch
 from ignite.engine import Engine
 
 from bundle import MeanRadialError, SuccessfulDetectionRate, radial_errors
+from bundle.errors import InputError
 from bundle.handlers import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from tests.conftest import shared_data
 
@@ -165,3 +166,23 @@ def test_radial_errors_normalise_to_50_mm_by_default_and_no_visible_landmark_is_
     nothing = SuccessfulDetectionRate(radii=2.0)
     nothing(torch.zeros(1, 2, 2), torch.full((1, 2, 2), float("nan")))
     assert nothing.aggregate().item() == 0.0
+
+
+def test_the_summary_of_a_gathered_table_has_known_values_and_never_synchronises(monkeypatch):
+    """Under torchrun only the first process summarises the gathered table: a collective there would wait forever
+    for the others, so the summary must not go through the metrics' buffer synchronisation."""
+    from bundle.metrics import summarise_errors
+
+    def collective(*args, **kwargs):
+        raise AssertionError("the summary of a gathered table synchronised across processes")
+
+    monkeypatch.setattr("monai.metrics.metric.evenly_divisible_all_gather", collective)
+    errors = torch.tensor([[1.0, 3.0], [2.0, float("nan")], [5.0, 2.5]])
+    report = summarise_errors(errors, ["a", "b"], [2.0, 2.5])
+    assert report["images"] == 3 and report["mre"] == pytest.approx(13.5 / 5)
+    assert report["sd"] == pytest.approx(np.std([1, 3, 2, 5, 2.5], ddof=1))
+    assert report["sdr"] == pytest.approx({"2": 40.0, "2.5": 60.0})
+    assert report["per_landmark"][1]["mre"] == pytest.approx(2.75)
+    assert report["per_landmark"][1]["sdr"] == pytest.approx({"2": 0.0, "2.5": 50.0})
+    with pytest.raises(InputError, match="radii"):
+        summarise_errors(errors, ["a", "b"], [])

@@ -1,4 +1,5 @@
 import json
+import math
 
 import nibabel as nib
 import numpy as np
@@ -17,6 +18,7 @@ from bundle.transforms import (
     PixelSpacingd,
     SaveLandmarksd,
 )
+from bundle.transforms.output import circle_meets_picture
 
 ISBI_POINT_PX = (835.0, 996.0)  # ISBI 2015 image 001, landmark 1 (sella), senior: x = column, y = row
 ISBI_POINT_MM = (83.5, 99.6)
@@ -270,3 +272,20 @@ def test_decoding_refuses_a_non_finite_network_output_by_image_name():
     heatmaps[1, 2, 3] = float("nan")
     with pytest.raises(ValueError, match=r"p\.png: the network's output holds NaN or infinite values"):
         DecodeLandmarksd("pred")({"image": image, "pred": heatmaps})
+
+
+@pytest.mark.parametrize(
+    "x, y, r, meets",
+    [
+        (50, 40, 10, True),  # inside, small
+        (50, 40, 60, True),  # reaches beyond every edge, not past the farthest corner (64 px away)
+        (50, 40, 1e6, False),  # holds the whole picture: nothing of it is drawn
+        (50, 40, math.hypot(50, 40), True),  # exactly through the farthest corner (0, 0)
+        (-30, 40, 29, False),  # left of the picture, stops short of it
+        (-30, 40, 31, True),
+        (130, 90, 1e4, False),
+    ],
+)
+def test_an_error_circle_is_drawn_only_where_it_crosses_the_picture(x, y, r, meets):
+    """A wild guess's radius (thousands of pixels) took Pillow a minute per circle and showed nothing."""
+    assert circle_meets_picture(x, y, r, (100, 80)) is meets
