@@ -343,10 +343,6 @@ def test_ckpt_export_to_torchscript(trained, tmp_path):
     torch.testing.assert_close(scripted(x), network(x))
 
 
-def test_root_metadata_is_the_configs_metadata():
-    assert json.loads((REPO / "metadata.json").read_text()) == json.loads((CONFIGS / "metadata.json").read_text())
-
-
 def test_metadata_describes_the_network():
     metadata = json.loads((CONFIGS / "metadata.json").read_text())
     train = json.loads((CONFIGS / "train.json").read_text())

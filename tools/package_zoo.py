@@ -9,8 +9,8 @@ locally: the zoo's download step then finds them, checks the hash and downloads 
 What goes in: LICENSE, configs/, the ``bundle`` package, the scripts users run (``scripts/``: preparation, the
 landmark report, the benchmark), the model card, the architecture and the data licence, the two small data sets that
 the configs use (the synthetic demo and the AFIDs template fixture), and the shape model and error calibration. What
-stays out: tests, tools, experiments and their studies, requirement files, CI files, the root metadata.json (the zoo
-reads configs/metadata.json) and the weights, which go by URL.
+stays out: tests, tools, experiments and their studies, requirement files, CI files and the weights, which go by
+URL.
 
 Usage:
   python -m tools.package_zoo --out /path/to/model-zoo --weights_url https://host/release/ [--with_weights]
