@@ -238,7 +238,7 @@ def folder_inference(image_path: str, count: int) -> dict:
         subprocess.run(command, check=True, cwd=REPO, capture_output=True)
         seconds = time.perf_counter() - start
         written = len(list((Path(folder) / "out").glob("*_overlay.png")))
-    refine = os.path.isfile(REPO / "models" / "refiner.pt")
+    refine = os.path.isfile(REPO / "models" / "refiner" / "model.pt")
     return {"images": count, "seconds": seconds, "seconds_per_image": seconds / count, "overlays": written,
             "refine": refine}  # fmt: skip
 
@@ -457,7 +457,7 @@ def markdown(result: dict) -> str:
     if "skipped" in folder:
         lines.append(f"Not measured: {folder['skipped']}.")
     else:
-        stages = "both stages" if folder["refine"] else "the first stage only (no models/refiner.pt)"
+        stages = "both stages" if folder["refine"] else "the first stage only (no models/refiner/model.pt)"
         lines += [
             f"{folder['images']} copies of the image, the shipped configs and weights ({stages}), every output written"
             f" (JSON, 3D Slicer markups, {folder['overlays']} overlay PNGs, the run's CSV): {folder['seconds']:.1f} s,"

@@ -1,6 +1,7 @@
 """Predictions made on the network grid come back to the original image's pixels through the inverse chain."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,18 @@ def _run_inference(tmp_path, images, **overrides) -> None:
     )
     workflow.initialize()
     workflow.run()
+
+
+def _refiner_file(models):
+    """Where inference.json looks for the refiner's weights under the folder ``models`` (its parent made)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    parser["ckpt_dir"] = str(models)
+    path = Path(parser.get_parsed_content("refiner_file"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def test_landmarks_come_back_to_within_half_a_pixel(tmp_path):
@@ -84,7 +97,7 @@ def test_the_refinement_stage_finds_the_landmarks_the_first_stage_missed(tmp_pat
     models = tmp_path / "models"
     models.mkdir()
     torch.save({}, models / "model.pt")
-    torch.save(PatchEchoNetwork(len(truth)).state_dict(), models / "refiner.pt")
+    torch.save(PatchEchoNetwork(len(truth)).state_dict(), _refiner_file(models))
     _run_inference(
         tmp_path,
         images,

@@ -48,10 +48,19 @@ def test_research_data_and_trained_weights_are_ignored_but_the_shipped_model_is_
         "models/demo/model.pt",
         "models/isbi2015_paper/model.pt",
         "models/model.json",
+        "models/refiner/checkpoint.pt",
         "runs/train/checkpoints/resume_checkpoint_epoch=1.pt",
     ]
     result = subprocess.run(
-        ["git", "check-ignore", "--no-index", *ignored, "models/model.pt", "models/model.ts", "models/refiner.pt"],
+        [
+            "git",
+            "check-ignore",
+            "--no-index",
+            *ignored,
+            "models/model.pt",
+            "models/model.ts",
+            "models/refiner/model.pt",
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

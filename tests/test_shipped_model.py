@@ -22,7 +22,7 @@ from tests.conftest import REPO_ROOT, shared_data
 CONFIGS = REPO_ROOT / "configs"
 MODEL = REPO_ROOT / "models" / "model.pt"
 TORCHSCRIPT = REPO_ROOT / "models" / "model.ts"
-REFINER = REPO_ROOT / "models" / "refiner.pt"
+REFINER = REPO_ROOT / "models" / "refiner" / "model.pt"
 
 
 def _inference_config() -> ConfigParser:
@@ -78,7 +78,7 @@ def test_the_model_card_and_the_metadata_describe_these_weights():
 def test_the_shipped_refiner_loads_into_the_configured_network_and_is_used_by_default():
     parser = _inference_config()
     parser["bundle_root"] = str(REPO_ROOT)
-    assert parser.get_parsed_content("refine") is True  # models/refiner.pt is beside models/model.pt
+    assert parser.get_parsed_content("refine") is True  # models/refiner/model.pt is beside models/model.pt
     refine = parser.get_parsed_content("refine_landmarks")  # loads the weights strictly: every key, every shape
     assert refine is not None and refine.patch_size == [64, 64] and refine.spacing == 0.3
 

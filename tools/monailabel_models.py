@@ -110,9 +110,10 @@ def _copy_code(folder: Path, root: Path) -> None:
             shutil.copy2(source, target)
 
 
-# what inference reads beside model.pt: the refinement stage (refines when present), the shape model (the trust
-# checks need it) and the error calibration (radii are null without it)
-COMPANIONS = ("refiner.pt", "shape_model.json", "calibration.json")
+# what inference reads beside model.pt: the refinement stage (refines when present; in a folder of its own, so that
+# MONAI Label, which offers every models/*.pt as the detector's weights, does not offer it), the shape model (the
+# trust checks need it) and the error calibration (radii are null without it)
+COMPANIONS = ("refiner/model.pt", "shape_model.json", "calibration.json")
 
 
 def _copy_weights(weights: Path, folder: Path) -> None:
@@ -122,6 +123,7 @@ def _copy_weights(weights: Path, folder: Path) -> None:
     shutil.copy2(weights, folder / "models" / "model.pt")
     for name in COMPANIONS:
         if (weights.parent / name).is_file():
+            (folder / "models" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(weights.parent / name, folder / "models" / name)
     if not (folder / "models" / "shape_model.json").is_file():
         path = folder / "configs" / "inference.json"

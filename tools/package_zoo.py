@@ -1,7 +1,7 @@
 """Write the bundle as a MONAI model zoo submission: ``models/<name>/`` and ``ci/unit_tests/test_<name>.py`` under --out.
 
 The zoo refuses files over 1 MB in a pull request, so the weights stay out of it: ``large_files.yml`` gives, for
-``models/model.pt``, ``models/model.ts`` and ``models/refiner.pt`` (the refinement stage), the URL where each is
+``models/model.pt``, ``models/model.ts`` and ``models/refiner/model.pt`` (the refinement stage), the URL where each is
 published (``--weights_url`` + the file name) and
 its sha256, as the zoo's CONTRIBUTING.md asks. ``--with_weights`` copies the weights in as well, to verify the folder
 locally: the zoo's download step then finds them, checks the hash and downloads nothing.
@@ -36,7 +36,7 @@ INCLUDE = (
     "LICENSE", "configs", "bundle", "scripts", "docs/README.md", "docs/architecture.md", "docs/data_license.txt",
     "data/demo", "data/afids", "models/shape_model.json", "models/calibration.json",
 )  # fmt: skip
-WEIGHTS = ("models/model.pt", "models/model.ts", "models/refiner.pt")
+WEIGHTS = ("models/model.pt", "models/model.ts", "models/refiner/model.pt")
 
 UNIT_TEST = """# Unit test of the {name} bundle in the model zoo's style (ci/unit_tests/runner.py -b {name}).
 # Written by tools/package_zoo.py of the bundle's repository.
@@ -187,8 +187,8 @@ def package(out: Path, weights_url: str, with_weights: bool = False, overwrite: 
     hashes = {w: sha256(root / w) for w in WEIGHTS}
     (bundle / "large_files.yml").write_text(large_files_yml(weights_url, hashes))
     if with_weights:
-        (bundle / "models").mkdir(exist_ok=True)
         for w in WEIGHTS:
+            (bundle / w).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / w, bundle / w)
     unit_test.parent.mkdir(parents=True, exist_ok=True)
     unit_test.write_text(UNIT_TEST.format(name=BUNDLE_NAME))

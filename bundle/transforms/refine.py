@@ -101,7 +101,7 @@ class RefineLandmarksd(MapTransform):
         network: the refiner, (K, C, *P) -> (K, K, *P) logits.
         codec: the refiner's heatmap codec (its sigma in patch pixels, its decoder).
         patch_size: D pixel counts; spacing: mm per patch pixel (as in the refiner's training).
-        weights: a state dict file (``models/refiner.pt``) loaded into ``network`` here, so that whoever builds this
+        weights: a state dict file (``models/refiner/model.pt``) loaded into ``network`` here, so that whoever builds this
             transform from the config (a bundle run, MONAI Label's ``BundleInferTask``, which runs no handlers) gets
             the trained refiner; None: ``network`` is used as it is.
         max_move_mm: the farthest the refiner may move a landmark (None: no limit).
