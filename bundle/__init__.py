@@ -16,7 +16,15 @@ The version is the bundle's (``configs/metadata.json``); the package keeps no se
 
 from . import analysis, handlers, sigma, transforms
 from .codecs import GaussianHeatmapCodec
-from .data import LandmarkCacheDataset, check_datalist, datalist_file, inference_list, load_datalist
+from .data import (
+    LandmarkCacheDataset,
+    OtherDimensionsError,
+    check_datalist,
+    check_entry,
+    datalist_file,
+    inference_list,
+    load_datalist,
+)
 from .io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
 from .io.files import refuse_existing
 from .losses import CentralLoss, HeatmapFocalLoss
@@ -38,6 +46,8 @@ __all__ = [
     "MeanRadialError",
     "SuccessfulDetectionRate",
     "check_datalist",
+    "check_entry",
+    "OtherDimensionsError",
     "datalist_file",
     "LandmarkCacheDataset",
     "check_outputs",

@@ -23,7 +23,7 @@ from .geometry import array_frame, map_points
 from .io import (
     IMAGE_SUFFIXES,
     NO_GEOMETRY_SUFFIXES,
-    LandmarkFileError,
+    Landmarks,
     colliding_stems,
     load_image_grey_pictures,
     output_paths,
@@ -39,6 +39,8 @@ __all__ = [
     "datalist_stems",
     "load_datalist",
     "check_datalist",
+    "check_entry",
+    "OtherDimensionsError",
     "inference_list",
     "LandmarkCacheDataset",
 ]
@@ -103,84 +105,117 @@ def check_datalist(
     default_spacing: list | None = None,
     min_size: int = MIN_SIZE,
     leave_out_other_dims: bool = False,
+    skip_bad: bool = False,
+    landmark_names: Sequence[str] | None = None,
 ) -> list:
     """Check every entry before a run writes anything: the image exists and reads, holds no NaN or infinite value,
     has ``spatial_dims`` axes of at least ``min_size`` pixels, the spacing is there when the format needs it (given,
     or ``default_spacing`` to be assumed) and agrees with the file's when it has one, and (``require_landmarks``)
-    the landmark file has ``num_landmarks`` finite, visible landmarks inside the image. (A very large image is fine:
-    the preprocessing's :class:`~bundle.transforms.ShrinkLarged` averages it down, with a warning.) Returns the
-    entries, unchanged; with ``leave_out_other_dims``, those whose image has another number of spatial dimensions
-    are left out of it instead of raising.
+    the landmark file (or label image) has ``num_landmarks`` finite, visible landmarks inside the image. (A very
+    large image is fine: the preprocessing's :class:`~bundle.transforms.ShrinkLarged` averages it down, with a
+    warning.) Returns the entries, unchanged; with ``leave_out_other_dims``, those whose image has another number of
+    spatial dimensions are left out of it instead of being bad.
+
+    Every entry is checked, and one error lists all the bad ones. With ``skip_bad`` they are left out instead, and a
+    warning names each (for a training that should go on with the good labels; never the default, so that nothing
+    trains on less than it was given without being asked to). ``landmark_names`` name the landmarks in messages.
 
     Raises:
-        ValueError: naming the entry (``name[i]`` and its image) and what is wrong with it.
+        InputError: naming each bad entry (``name[i]`` and its image) and what is wrong with it.
+    """
+    settings = {"num_landmarks": num_landmarks, "spatial_dims": spatial_dims, "default_spacing": default_spacing}
+    kept, bad = [], []
+    for i, entry in enumerate(entries):
+        image = entry.get("image", "?") if isinstance(entry, dict) else repr(entry)
+        where = f"{name}[{i}] ({image})"
+        try:
+            check_entry(
+                entry, require_landmarks=require_landmarks, min_size=min_size, **settings, landmark_names=landmark_names
+            )
+            kept.append(entry)
+        except OtherDimensionsError as e:
+            if not leave_out_other_dims:
+                bad.append(f"{where}: {e}")
+        except InputError as e:
+            bad.append(f"{where}: {e}")
+    if bad and not skip_bad:
+        raise InputError(
+            bad[0] if len(bad) == 1 else f"{len(bad)} of {len(entries)} entries are bad: " + "; ".join(bad)
+        )
+    for problem in bad:
+        logger.warning(f"left out (skip_bad): {problem}")
+    return kept
+
+
+class OtherDimensionsError(InputError):
+    """An image with another number of spatial dimensions than the model's."""
+
+
+def check_entry(
+    entry: dict,
+    num_landmarks: int | None,
+    spatial_dims: int = 2,
+    default_spacing: list | None = None,
+    require_landmarks: bool = True,
+    min_size: int = MIN_SIZE,
+    landmark_names: Sequence[str] | None = None,
+) -> Landmarks | None:
+    """One entry's check (see :func:`check_datalist`); returns its landmarks as read (world mm), if it has them.
+    ``landmark_names`` name the landmarks in messages (files without names, e.g. label images, number them 1 to K).
+
+    Raises:
+        OtherDimensionsError: the image has another number of spatial dimensions than ``spatial_dims``.
+        InputError: what else is wrong with the entry.
     """
     # the pipeline's loader (pictures as one grey channel) in the file's own type (an integer image holds no NaN): a
     # check of 250 cephalograms then reads them in 4 s instead of 25
     load = load_image_grey_pictures("image", image_only=True, ensure_channel_first=True, dtype=None)
-    spacing_check = PixelSpacingd("image", default_spacing=default_spacing)
-    kept = []
-    for i, entry in enumerate(entries):
-        where = f"{name}[{i}] ({entry.get('image', '?')})"
-        image_path = entry.get("image")
-        if not image_path:
-            raise InputError(f"{where}: no 'image'.")
-        if not Path(image_path).exists():
-            raise InputError(f"{where}: image file not found.")
-        try:
-            image = load({"image": image_path})["image"]
-        except Exception as e:  # noqa: BLE001 - readers raise many kinds; all mean "unreadable"
-            raise InputError(f"{where}: the image cannot be read ({type(e).__name__}: {e}).") from None
-        try:
-            image = SqueezeSpatiald("image", spatial_dims)({"image": image})["image"]
-            other_dims = f"the image has {image.ndim - 1} spatial dims, expected {spatial_dims}."
-        except ValueError as e:  # more spatial axes than spatial_dims, not of size 1
-            other_dims = str(e)
-        if image.ndim - 1 != spatial_dims:
-            if leave_out_other_dims:
-                continue
-            raise InputError(f"{where}: {other_dims}")
-        try:
-            FinitePixelsd("image")({"image": image})
-        except ValueError as e:
-            raise InputError(f"{where}: {e}") from None
-        if min(image.shape[1:]) < min_size:
-            raise InputError(
-                f"{where}: the image is {tuple(image.shape[1:])} pixels; at least {min_size} per axis are needed."
-            )
-        spacing = entry.get("spacing")
-        if spacing is None and default_spacing is None and str(image_path).lower().endswith(NO_GEOMETRY_SUFFIXES):
-            raise InputError(
-                f"{where}: this format has no pixel spacing; give 'spacing' (mm per pixel) in the datalist, or "
-                "--spacing for a folder, or an 'assumed_spacing' in the config."
-            )
-        try:
-            checked = spacing_check({"image": image, "spacing": spacing})["image"]
-        except ValueError as e:
-            raise InputError(f"{where}: {e}") from None
-        if not require_landmarks:
-            kept.append(entry)
-            continue
-        if not entry.get("landmarks"):
-            raise InputError(f"{where}: no 'landmarks' file.")
-        picture = picture_spacing(checked)
-        try:
-            landmarks = read_landmarks(
-                entry["landmarks"], num_landmarks, picture or spacing, spatial_dims, picture_spacing=picture
-            )
-        except LandmarkFileError as e:
-            raise InputError(f"{where}: {e}") from None
-        if not landmarks.visible.all():
-            missing = [n for n, v in zip(landmarks.names, landmarks.visible) if not v]
-            raise InputError(f"{where}: landmarks {missing} are not annotated; training needs every landmark.")
-        grid = map_points(torch.as_tensor(landmarks.coordinates), checked.affine, invert=True)
-        extent = torch.tensor(image.shape[1:], dtype=grid.dtype) - 0.5
-        outside = ((grid < -0.5) | (grid > extent)).any(-1)
-        if outside.any():
-            names = [n for n, o in zip(landmarks.names, outside.tolist()) if o]
-            raise InputError(f"{where}: landmarks {names} lie outside the image (check the spacing and the units).")
-        kept.append(entry)
-    return kept
+    if not isinstance(entry, dict):
+        raise InputError("an entry is a dict with 'image' (and 'landmarks').")
+    image_path = entry.get("image")
+    if not image_path:
+        raise InputError("no 'image'.")
+    if not Path(image_path).exists():
+        raise InputError("image file not found.")
+    try:
+        image = load({"image": image_path})["image"]
+    except InputError as e:  # the loader's, naming the file, which the entry names already: the reader's reason
+        cause = e.__cause__ or e
+        raise InputError(f"the image cannot be read ({type(cause).__name__}: {cause}).") from None
+    try:
+        image = SqueezeSpatiald("image", spatial_dims)({"image": image})["image"]
+    except InputError as e:  # more spatial axes than spatial_dims, not of size 1, or fewer
+        raise OtherDimensionsError(str(e)) from None
+    FinitePixelsd("image")({"image": image})
+    if min(image.shape[1:]) < min_size:
+        raise InputError(f"the image is {tuple(image.shape[1:])} pixels; at least {min_size} per axis are needed.")
+    spacing = entry.get("spacing")
+    if spacing is None and default_spacing is None and str(image_path).lower().endswith(NO_GEOMETRY_SUFFIXES):
+        raise InputError(
+            "this format has no pixel spacing; give 'spacing' (mm per pixel) in the datalist, or --spacing for a "
+            "folder, or an 'assumed_spacing' in the config."
+        )
+    checked = PixelSpacingd("image", default_spacing=default_spacing)({"image": image, "spacing": spacing})["image"]
+    if not require_landmarks:
+        return None
+    if not entry.get("landmarks"):
+        raise InputError("no 'landmarks' file.")
+    picture = picture_spacing(checked)
+    grid = (tuple(checked.shape[1:]), checked.affine.double().numpy())
+    landmarks = read_landmarks(
+        entry["landmarks"], num_landmarks, picture or spacing, spatial_dims, picture_spacing=picture, grid=grid
+    )
+    names = list(landmark_names) if landmark_names and len(landmark_names) == len(landmarks) else landmarks.names
+    if not landmarks.visible.all():
+        missing = [n for n, v in zip(names, landmarks.visible) if not v]
+        raise InputError(f"landmarks {missing} are not annotated; training needs every landmark.")
+    grid_points = map_points(torch.as_tensor(landmarks.coordinates), checked.affine, invert=True)
+    extent = torch.tensor(image.shape[1:], dtype=grid_points.dtype) - 0.5
+    outside = ((grid_points < -0.5) | (grid_points > extent)).any(-1)
+    if outside.any():
+        names = [n for n, o in zip(names, outside.tolist()) if o]
+        raise InputError(f"landmarks {names} lie outside the image (check the spacing and the units).")
+    return landmarks
 
 
 def inference_list(
@@ -259,6 +294,9 @@ class LandmarkCacheDataset(CacheDataset):
             images without geometry whose entry gives no ``spacing``; the transforms' :class:`PixelSpacingd` must
             assume the same).
         name: the split's name, for messages.
+        skip_bad: leave bad entries out (a warning names each) instead of refusing them all in one error (the
+            config's ``skip_bad_labels``).
+        landmark_names: the landmarks' names, for messages.
         kwargs: passed to :class:`~monai.data.CacheDataset` (``cache_rate``, ``num_workers``, ...).
 
     Raises:
@@ -273,6 +311,8 @@ class LandmarkCacheDataset(CacheDataset):
         spatial_dims: int = 2,
         name: str = "datalist",
         default_spacing: list | None = None,
+        skip_bad: bool = False,
+        landmark_names: Sequence[str] | None = None,
         **kwargs,
     ):
         listed, stored = [], []  # a datalist's entries, and MONAI Label's datastore entries
@@ -281,7 +321,8 @@ class LandmarkCacheDataset(CacheDataset):
                 stored.append({**entry, "landmarks": entry["label"]})
             else:
                 listed.append(entry)
-        check = {"num_landmarks": num_landmarks, "spatial_dims": spatial_dims, "name": name}
+        check = {"num_landmarks": num_landmarks, "spatial_dims": spatial_dims, "name": name, "skip_bad": skip_bad}
+        check["landmark_names"] = landmark_names
         entries = check_datalist(listed, default_spacing=default_spacing, **check)
         kept = check_datalist(stored, default_spacing=default_spacing, leave_out_other_dims=True, **check)
         if len(kept) < len(stored):

@@ -144,7 +144,7 @@ INFERENCE = {
     ),
     "3d volume for the 2d model": (
         lambda r: (_nifti(r / "in" / "vol.nii.gz", (40, 40, 40), (1.0, 1.0, 1.0)).parent, []),
-        r"inference\[0\] \(.*vol\.nii\.gz\): .*3 spatial dims of shape \(40, 40, 40\), expected 2",
+        r"inference\[0\] \(.*vol\.nii\.gz\): .*a 3D image of shape \(40, 40, 40\); this model takes 2D images",
     ),
     "a nan pixel": (
         lambda r: (_datalist(r, [{"image": str(_nifti(r / "n.nii.gz", (64, 64), (0.25, 0.25), nan_at=(3, 5)))}]), []),

@@ -54,6 +54,7 @@ TARGETS = {
     "bundle/transforms/plausibility.py": ["tests/transforms/test_trust.py"],
     "bundle/transforms/first_stage.py": ["tests/transforms/test_trust.py"],
     "bundle/transforms/review.py": ["tests/transforms/test_trust.py"],
+    "bundle/io/formats/label_image.py": ["tests/io/test_label_image.py"],
 }
 
 # (module, what the bug is, text to find, its replacement): bugs that once got past the suite

@@ -1,4 +1,5 @@
-"""Landmark files: read and write CSV, JSON, the ISBI 2015 text format, 3D Slicer ``.fcsv`` and ``.mrk.json``.
+"""Landmark files: read and write CSV, JSON, the ISBI 2015 text format, 3D Slicer ``.fcsv`` and ``.mrk.json``; read
+label images.
 
 One in-memory form, :class:`Landmarks`: names, coordinates (K, D) in **world millimetres** and a visibility mask.
 World coordinates are those of the image's affine as MONAI reads it: for 2D PNG/JPEG/BMP images, ``pixel * spacing``
@@ -14,6 +15,8 @@ File formats (the format follows the suffix, or ``fmt=``):
   (x = column, y = row); further lines (classification labels) are ignored. Needs ``spacing`` (0.1 mm for ISBI).
 - ``.fcsv``: 3D Slicer markups fiducial CSV. ``# CoordinateSystem = 0``/``RAS`` or ``1``/``LPS`` (converted to RAS).
 - ``.mrk.json``: 3D Slicer markups JSON; read in its ``coordinateSystem`` (RAS or LPS), written in RAS.
+- ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``: a label image, value k + 1 at landmark k (read only): each landmark is
+  its value's centroid, an absent value is not visible (:mod:`bundle.io.formats.label_image`).
 
 For ``spatial_dims=2`` the Slicer formats hold the point in the z = 0 plane; reading a 2D point from them drops z.
 For a 2D picture without geometry (PNG, JPEG, ...), give ``picture_spacing``: 3D Slicer loads such a picture at 1 mm
@@ -92,13 +95,15 @@ class Landmarks:
 
 @dataclass
 class FileSettings:
-    """What a format may need beyond the file: see :func:`read_landmarks` and :func:`write_landmarks`."""
+    """What a format may need beyond the file: see :func:`read_landmarks` and :func:`write_landmarks` (``grid``: the
+    ``(spatial shape, affine)`` of the image the landmarks belong to, as loaded, for label images)."""
 
     num_landmarks: int | None = None
     spacing: Sequence[float] | None = None
     spatial_dims: int | None = None
     picture_spacing: Sequence[float] | None = None
     extra: dict | None = None
+    grid: tuple | None = None
 
 
 def file_number(path, text: str, line: int | None, what: str) -> float:

@@ -1,11 +1,15 @@
-"""Reading pictures (PNG, JPEG, BMP) straight into one grey channel."""
+"""Reading images, pictures (PNG, JPEG, BMP) straight into one grey channel, and unreadable files refused by name."""
 
 from __future__ import annotations
+
+import os
 
 from monai.data import PILReader
 from monai.transforms import LoadImaged
 
-__all__ = ["GreyPictureReader", "load_image_grey_pictures"]
+from ..errors import InputError
+
+__all__ = ["GreyPictureReader", "LoadImageOrRefused", "load_image_grey_pictures"]
 
 # PIL modes of several channels, or of a palette, that one grey channel (mode "L") represents
 _TO_GREY = ("RGB", "RGBA", "RGBX", "LA", "La", "P", "PA", "CMYK", "YCbCr")
@@ -29,10 +33,28 @@ class GreyPictureReader(PILReader):
         super().__init__(converter=_grey, **kwargs)
 
 
+class LoadImageOrRefused(LoadImaged):
+    """MONAI's :class:`LoadImaged`, but a file that is missing or cannot be read is an :class:`InputError` naming it
+    (MONAI's readers raise many kinds, from PIL, ITK, nibabel or pydicom, and a server must tell them from its own
+    failures: MONAI Label answers an InputError with a 4xx and its message)."""
+
+    def __call__(self, data, reader=None):
+        try:
+            return super().__call__(data, reader)
+        except Exception as e:  # noqa: BLE001 - readers raise many kinds; all mean "unreadable"
+            names = [str(data[k]) for k in self.key_iterator(dict(data)) if isinstance(data[k], (str, os.PathLike))]
+            where = ", ".join(names) or "the image"
+            missing = [n for n in names if not os.path.exists(n)]
+            if missing:
+                raise InputError(f"{', '.join(missing)}: no such file.") from e
+            raise InputError(f"{where}: the image cannot be read ({type(e).__name__}: {e})") from e
+
+
 def load_image_grey_pictures(keys, **kwargs) -> LoadImaged:
-    """MONAI's :class:`LoadImaged` (``kwargs`` as it takes them) with :class:`GreyPictureReader` for PNG, JPEG and
-    BMP. The reader is registered, not named: named readers are tried on every file whatever its suffix, while a
-    registered one keeps MONAI's choice by suffix, so NIfTI, MHA and DICOM go to the readers they went to before."""
-    loader = LoadImaged(keys, **kwargs)
+    """:class:`LoadImageOrRefused` (``kwargs`` as MONAI's :class:`LoadImaged` takes them) with
+    :class:`GreyPictureReader` for PNG, JPEG and BMP. The reader is registered, not named: named readers are tried on
+    every file whatever its suffix, while a registered one keeps MONAI's choice by suffix, so NIfTI, MHA and DICOM go
+    to the readers they went to before."""
+    loader = LoadImageOrRefused(keys, **kwargs)
     loader.register(GreyPictureReader())
     return loader

@@ -81,7 +81,8 @@ class SqueezeSpatiald(MapTransform):
     Digital Hand Atlas ``.mha`` files are), with MONAI's :class:`SqueezeDim`, which keeps the affine consistent.
 
     Raises:
-        ValueError: the image has more spatial axes than ``spatial_dims`` and they are not of size 1.
+        InputError: the image has fewer spatial axes than ``spatial_dims`` (a 2D picture for a 3D model), or more that
+            are not of size 1.
     """
 
     def __init__(self, keys: KeysCollection, spatial_dims: int = 2, allow_missing_keys: bool = False):
@@ -92,13 +93,13 @@ class SqueezeSpatiald(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             image = d[key]
-            while image.ndim - 1 > self.spatial_dims:
-                if image.shape[-1] != 1:
-                    raise InputError(
-                        f"{image_filename(image)}: {image.ndim - 1} spatial dims of shape {tuple(image.shape[1:])}, "
-                        f"expected {self.spatial_dims}."
-                    )
+            while image.ndim - 1 > self.spatial_dims and image.shape[-1] == 1:
                 image = SqueezeDim(dim=-1, update_meta=True)(image)
+            if image.ndim - 1 != self.spatial_dims:
+                raise InputError(
+                    f"{image_filename(image)}: a {image.ndim - 1}D image of shape {tuple(image.shape[1:])}; this "
+                    f"model takes {self.spatial_dims}D images."
+                )
             d[key] = image
         return d
 

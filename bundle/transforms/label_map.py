@@ -37,8 +37,11 @@ def landmark_label_map(
         spacing: mm per pixel, D numbers; the disk is round in millimetres, and always holds its centre pixel.
         radius_mm: the disk's radius.
 
-    Where two disks overlap, each pixel goes to the nearer landmark, so that no landmark is hidden by another.
-    Returns uint8 for up to 255 landmarks, else uint16.
+    A landmark closer than two radii to another gets a smaller disk, of just under half the distance between them, so
+    that the disks do not overlap: each disk is then whole and round about its landmark, and its centroid, which is how a label
+    image is read back (:mod:`bundle.io.formats.label_image`), is the landmark. Where disks still meet (landmarks
+    within a pixel of each other), each pixel goes to the nearer landmark. Returns uint8 for up to 255 landmarks,
+    else uint16.
     """
     pixels = np.asarray(pixels, dtype=np.float64)
     spacing = np.asarray(spacing, dtype=np.float64)
@@ -49,10 +52,15 @@ def landmark_label_map(
         raise InputError(f"radius_mm must be positive, got {radius_mm}.")
     labels = np.zeros(tuple(shape), dtype=np.uint8 if len(pixels) < 256 else np.uint16)
     nearest = np.full(tuple(shape), np.inf)
-    reach = np.maximum(radius_mm / spacing, 0.5)  # pixels per axis; the nearest pixel is always marked too
+    shown = np.isfinite(pixels).all(axis=1)
+    gaps = np.linalg.norm((pixels[:, None] - pixels[None]) * spacing, axis=-1)  # mm between landmarks
+    gaps[~shown] = gaps[:, ~shown] = np.inf
+    np.fill_diagonal(gaps, np.inf)
+    radii = np.minimum(radius_mm, 0.49 * gaps.min(axis=1, initial=np.inf))  # below half: no pixel in two disks
     for k, centre in enumerate(pixels):
-        if not np.all(np.isfinite(centre)):
+        if not shown[k]:
             continue
+        reach = np.maximum(radii[k] / spacing, 0.5)  # pixels per axis; the nearest pixel is always marked too
         low = np.maximum(np.floor(centre - reach).astype(int), 0)
         high = np.minimum(np.ceil(centre + reach).astype(int) + 1, shape)
         if np.any(high <= low):

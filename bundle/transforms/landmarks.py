@@ -18,7 +18,7 @@ from monai.transforms.traits import RandomizableTrait
 from ..codecs import GaussianHeatmapCodec
 from ..errors import InputError
 from ..geometry import map_points
-from ..io import picture_spacing, read_landmarks
+from ..io import loaded_shape, picture_spacing, read_landmarks
 
 __all__ = ["LoadLandmarksd", "LandmarksToGridd", "GaussianHeatmapd"]
 
@@ -28,7 +28,8 @@ class LoadLandmarksd(MapTransform):
 
     Apply after the image's :class:`PixelSpacingd`: for a picture without geometry, the spacing it was given (from the
     entry or assumed) reads the pixel-based formats (ISBI ``.txt``) and Slicer's frame of the picture (``.mrk.json``,
-    ``.fcsv``: :mod:`bundle.io.landmarks`).
+    ``.fcsv``: :mod:`bundle.io.landmarks`), and a label image (value k + 1 at landmark k, e.g. uploaded from 3D Slicer
+    through MONAI Label) is read on the image's pixels as loaded, through their affine.
 
     Args:
         keys: keys holding landmark file paths.
@@ -57,9 +58,13 @@ class LoadLandmarksd(MapTransform):
         image = d.get(self.ref_key)
         picture = picture_spacing(image) if isinstance(image, MetaTensor) else None
         spacing = picture if picture is not None else d.get(self.spacing_key)
+        grid = None
+        if isinstance(image, MetaTensor) and "spatial_shape" in image.meta:  # the pixels as loaded, for label images
+            source = image.meta.get("source_affine", image.affine)
+            grid = (loaded_shape(image, self.spatial_dims), torch.as_tensor(source).double().cpu().numpy())
         for key in self.key_iterator(d):
             landmarks = read_landmarks(
-                d[key], self.num_landmarks, spacing, spatial_dims=self.spatial_dims, picture_spacing=picture
+                d[key], self.num_landmarks, spacing, self.spatial_dims, picture_spacing=picture, grid=grid
             )
             d[key] = torch.as_tensor(landmarks.coordinates, dtype=torch.float64)
         return d

@@ -77,3 +77,29 @@ def test_sixteen_bit_pictures_and_files_with_geometry_are_read_as_before(tmp_pat
         torch.testing.assert_close(a.as_tensor(), b.as_tensor())
         torch.testing.assert_close(a.affine, b.affine)
     assert _load(tmp_path / "d.png", ours).max() > 255
+
+
+def test_a_missing_or_unreadable_image_is_an_input_error_naming_the_file(tmp_path):
+    from bundle.errors import InputError
+    from bundle.io import load_image_grey_pictures
+
+    loader = load_image_grey_pictures("image", ensure_channel_first=True, image_only=True)
+    with pytest.raises(InputError, match=r"nowhere\.png: no such file\."):
+        _load(tmp_path / "nowhere.png", loader)
+    (tmp_path / "text.jpg").write_text("not a picture")
+    with pytest.raises(InputError, match=r"text\.jpg: the image cannot be read \(\w+"):
+        _load(tmp_path / "text.jpg", loader)
+
+
+@pytest.mark.parametrize("shape, dims, message", [((1, 40, 30), 3, "a 2D image"), ((1, 6, 7, 8), 2, "a 3D image")])
+def test_an_image_of_other_dimensions_than_the_models_is_refused_as_such(shape, dims, message):
+    from monai.data import MetaTensor
+
+    from bundle.errors import InputError
+    from bundle.transforms import SqueezeSpatiald
+
+    image = MetaTensor(torch.zeros(shape), meta={"filename_or_obj": "x.png"})
+    with pytest.raises(InputError, match=rf"x\.png: {message} of shape .*; this model takes {dims}D images"):
+        SqueezeSpatiald("image", spatial_dims=dims)({"image": image})
+    flat = SqueezeSpatiald("image", spatial_dims=2)({"image": MetaTensor(torch.zeros(1, 6, 7, 1))})["image"]
+    assert flat.shape == (1, 6, 7)  # a 2D image stored with a third axis of size 1 is 2D

@@ -30,13 +30,20 @@ def test_a_disk_of_value_k_plus_one_round_in_millimetres():
     assert set(np.unique(labels)) == {0, 1, 2}
 
 
-def test_overlapping_disks_split_at_the_midpoint_so_neither_hides():
-    labels = landmark_label_map(np.array([[10.0, 10.0], [14.0, 10.0]]), (30, 30), spacing=(1.0, 1.0), radius_mm=5.0)
-    assert labels[10, 10] == 1 and labels[14, 10] == 2
-    assert labels[11, 10] == 1 and labels[13, 10] == 2
-    # the same layout with the landmarks in the other order gives the mirror split, not the later one on top
-    swapped = landmark_label_map(np.array([[14.0, 10.0], [10.0, 10.0]]), (30, 30), spacing=(1.0, 1.0), radius_mm=5.0)
-    assert swapped[11, 10] == 2 and swapped[13, 10] == 1
+def test_disks_closer_than_two_radii_shrink_to_half_the_distance_so_each_stays_whole_about_its_landmark():
+    pixels = np.array([[10.0, 10.0], [14.0, 10.0], [25.0, 25.0]])
+    labels = landmark_label_map(pixels, (40, 40), spacing=(1.0, 1.0), radius_mm=5.0)
+    # the first two are 4 mm apart: disks of just under 2 mm, the midpoint in neither
+    assert labels[10, 10] == 1 and labels[14, 10] == 2 and labels[9, 10] == 1 and labels[8, 10] == 0
+    assert labels[15, 10] == 2 and labels[16, 10] == 0 and labels[12, 10] == 0
+    # the third is far from both: its full 5 mm disk
+    assert labels[30, 25] == 3 and labels[31, 25] == 0
+    # every disk's centroid is its landmark (the reading of a label image)
+    for k, point in enumerate(pixels):
+        np.testing.assert_allclose(np.argwhere(labels == k + 1).mean(0), point, atol=1e-9)
+    # the same layout with the first two landmarks swapped gives the same disks, their values swapped
+    swapped = landmark_label_map(pixels[[1, 0, 2]], (40, 40), spacing=(1.0, 1.0), radius_mm=5.0)
+    np.testing.assert_array_equal(swapped, np.choose(labels, [0, 2, 1, 3]))
 
 
 def test_tiny_radius_still_marks_the_centre_pixel_and_3d_is_a_ball():
@@ -51,9 +58,9 @@ def test_tiny_radius_still_marks_the_centre_pixel_and_3d_is_a_ball():
     )
 
 
-def test_a_pixel_equally_near_two_landmarks_goes_to_the_first():
-    labels = landmark_label_map(np.array([[10.0, 10.0], [12.0, 10.0]]), (30, 30), spacing=(1.0, 1.0), radius_mm=3.0)
-    assert labels[11, 10] == 1 and labels[12, 10] == 2
+def test_two_landmarks_on_one_pixel_mark_it_with_the_first():
+    labels = landmark_label_map(np.array([[10.0, 10.0], [10.2, 10.0]]), (30, 30), spacing=(1.0, 1.0), radius_mm=3.0)
+    assert labels[10, 10] == 1 and (labels > 0).sum() == 1
 
 
 def test_invisible_and_outside_landmarks_are_left_out_and_many_landmarks_widen_the_type():

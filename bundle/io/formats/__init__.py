@@ -17,10 +17,11 @@ from ..landmarks import FileSettings, LandmarkFileError, Landmarks
 from .csv import CSV
 from .isbi import ISBI
 from .json import JSON
+from .label_image import LABEL_IMAGE_FORMATS
 from .slicer import FCSV, MARKUPS_JSON
 
 # name -> format; ordered so that ".mrk.json" is tried before ".json"
-FORMATS = {"mrk.json": MARKUPS_JSON, "json": JSON, "csv": CSV, "fcsv": FCSV, "isbi": ISBI}
+FORMATS = {"mrk.json": MARKUPS_JSON, "json": JSON, "csv": CSV, "fcsv": FCSV, "isbi": ISBI, **LABEL_IMAGE_FORMATS}
 
 __all__ = [
     "FORMATS",
@@ -59,8 +60,9 @@ def read_landmarks(
     spatial_dims: int | None = None,
     fmt: str | None = None,
     picture_spacing: Sequence[float] | None = None,
+    grid: tuple | None = None,
 ) -> Landmarks:
-    """Read a landmark file into world millimetres.
+    """Read a landmark file (or a label image of value k + 1 at landmark k) into world millimetres.
 
     Args:
         path: the file.
@@ -71,12 +73,16 @@ def read_landmarks(
         fmt: a format name; by default from the suffix.
         picture_spacing: for 2D landmarks of a picture without geometry, its spacing (x, y): Slicer files then hold
             Slicer's frame of the picture (see the module's docstring).
+        grid: for a label image, ``(spatial shape, affine)`` of its image as loaded (array-axis order, world mm):
+            the centroids go through that affine (:mod:`bundle.io.formats.label_image`); without it, through the
+            label image's own.
 
     Raises:
-        LandmarkFileError: missing or unreadable file, wrong count, text or NaN where a number belongs.
+        LandmarkFileError: missing or unreadable file, wrong count, text or NaN where a number belongs; a label
+            image on another grid than its image's, or with a landmark in several blobs.
     """
     fmt = landmark_format(path) if fmt is None else fmt
-    settings = FileSettings(num_landmarks, spacing, spatial_dims, picture_spacing)
+    settings = FileSettings(num_landmarks, spacing, spatial_dims, picture_spacing, grid=grid)
     landmarks = _handler(fmt).read(path, settings)
     if num_landmarks is not None and len(landmarks) != num_landmarks:
         raise LandmarkFileError(path, f"has {len(landmarks)} landmarks; expected {num_landmarks}.")
