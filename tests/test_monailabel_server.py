@@ -27,7 +27,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bundle import Landmarks, read_landmarks, write_landmarks
+from bundle import Landmarks
+from bundle import io as bundle_io
+from bundle import read_landmarks, write_landmarks
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("MONAILABEL_VENV", REPO / ".venv-monailabel"))
@@ -53,18 +55,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _request(url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None) -> bytes:
+def _answer(url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None) -> tuple:
+    """``(HTTP status, body bytes)`` of a request, whatever the status."""
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_S) as response:
-            return response.read()
+            return response.status, response.read()
     except urllib.error.HTTPError as e:
-        raise AssertionError(f"{method} {url}: HTTP {e.code}: {e.read()[-2000:]!r}") from None
+        return e.code, e.read()
 
 
-def _multipart(field: str, path: Path) -> tuple[bytes, dict]:
+def _request(url: str, method: str = "GET", data: bytes | None = None, headers: dict | None = None) -> bytes:
+    status, body = _answer(url, method, data, headers)
+    assert status == 200, f"{method} {url}: HTTP {status}: {body[-2000:]!r}"
+    return body
+
+
+def _detail(body: bytes) -> str:
+    """The message of an error answer: FastAPI's ``{"detail": ...}``."""
+    return json.loads(body)["detail"]
+
+
+def _multipart(field: str, path: Path, params: dict | None = None) -> tuple[bytes, dict]:
     boundary = uuid.uuid4().hex
-    body = (
+    body = b""
+    if params is not None:  # as 3D Slicer sends it: a form field "params" with the label's info
+        body += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{json.dumps(params)}\r\n'
+        ).encode()
+    body += (
         (
             f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{path.name}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
@@ -96,10 +115,12 @@ def server(tmp_path_factory):
     studies.mkdir()
     for i in range(1, 6):
         shutil.copy(TEMPLATE, studies / f"brain{i}.nii.gz")
-    cephalograms = [f"{n:03d}" for n in range(131, 136)] if (ISBI / "images").is_dir() else []
+    cephalograms = [f"{n:03d}" for n in range(131, 138)] if (ISBI / "images").is_dir() else []
     for stem in cephalograms:
         shutil.copy(ISBI / "images" / f"{stem}.jpg", studies / f"{stem}.jpg")
-    shutil.copy(REPO / "data" / "demo" / "images" / "001.png", studies / "demo001.png")
+    for n in (1, 2):
+        shutil.copy(REPO / "data" / "demo" / "images" / f"00{n}.png", studies / f"demo00{n}.png")
+    (studies / "broken.jpg").write_bytes(b"\xff\xd8\xff not a picture")
     port, log = _free_port(), open(root / "server.log", "w")
     env = {
         **os.environ,
@@ -124,7 +145,14 @@ def server(tmp_path_factory):
                     "the server did not answer in time: " + (root / "server.log").read_text()[-3000:]
                 )
                 time.sleep(1)
-        yield {"url": url, "app": app, "studies": studies, "log": root / "server.log", "cephalograms": cephalograms}
+        yield {
+            "url": url,
+            "app": app,
+            "studies": studies,
+            "log": root / "server.log",
+            "cephalograms": cephalograms[:5],  # labelled with landmark files
+            "edited": cephalograms[5:],  # labelled with label images
+        }
     finally:
         _stop(process)
         log.close()
@@ -240,10 +268,15 @@ def _label(server, image: str, path: Path) -> None:
     _request(f"{server['url']}/datastore/label?image={image}&tag=final", "PUT", body, headers)
 
 
-def _train(server, model: str) -> None:
-    request = {"max_epochs": 1, "val_split": 0.2, "device": "cpu", "multi_gpu": False}
+def _train_request(server, model: str, val_split: float = 0.2) -> tuple:
+    """The arguments of a one-epoch training request that answers when the training is done."""
+    request = {"max_epochs": 1, "val_split": val_split, "device": "cpu", "multi_gpu": False}
     headers = {"Content-Type": "application/json"}
-    _request(f"{server['url']}/train/{model}?run_sync=true", "POST", json.dumps(request).encode(), headers)
+    return f"{server['url']}/train/{model}?run_sync=true", "POST", json.dumps(request).encode(), headers
+
+
+def _train(server, model: str, val_split: float = 0.2) -> None:
+    _request(*_train_request(server, model, val_split))
 
 
 def test_3d_train_fine_tunes_the_served_weights_and_infer_uses_them(server, tmp_path):
@@ -296,3 +329,191 @@ def test_2d_train_on_jpeg_cephalograms_with_slicer_and_csv_labels(server, tmp_pa
     label = itk.imread(str(path))
     assert tuple(itk.size(label)) == tuple(itk.size(itk.imread(str(server["studies"] / f"{stem}.jpg"))))
     _check_disks(itk.array_from_image(label).T, result["landmarks"])
+
+
+def test_only_the_detectors_weights_are_offered_as_model_files(server):
+    info = json.loads(_request(f"{server['url']}/info/"))
+    for model in (CEPH, AFIDS):
+        for kind in ("models", "trainers"):
+            offered = info[kind][model]["config"]["model_filename"]
+            # model.pt first, and after a fine-tuning the weights it started from; the refiner never
+            assert offered[0] == "model.pt" and set(offered) <= {"model.pt", "model_pretrained.pt"}, (kind, offered)
+    assert (server["app"] / "model" / CEPH / "models" / "refiner" / "model.pt").is_file()  # still served, not offered
+
+
+def _slicer_upload(server, image: str, labels: np.ndarray, info: dict, path: Path) -> tuple:
+    """Upload a 2D label as 3D Slicer's Submit Label does: a label map volume of one slice (int16, in Slicer's frame
+    of a picture), its values numbered along Slicer's segment list, which is /info's labels of every served model."""
+    names = info["labels"]
+    shift = names.index(json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"][0])
+    volume = np.where(labels > 0, labels + shift, 0).astype(np.int16)[..., None]
+    nib.save(nib.Nifti1Image(volume, np.diag([-1.0, -1.0, 1.0, 1.0])), str(path))
+    params = {"label_info": [{"name": n, "idx": i + 1} for i, n in enumerate(names)], "client_id": "user-xyz"}
+    body, headers = _multipart("label", path, params)
+    return _answer(f"{server['url']}/datastore/label?image={image}", "PUT", body, headers)
+
+
+def _label_image(server, model: str, image: str, tmp_path: Path) -> np.ndarray:
+    """The label image /infer returns, as an array of x (columns) first."""
+    path = tmp_path / f"{image}_{model}.nii.gz"
+    path.write_bytes(_infer(server, model, image, "image"))
+    return itk.array_from_image(itk.imread(str(path))).T.copy()
+
+
+def test_a_label_image_edited_in_slicer_is_read_as_landmarks_and_trained_on(server, tmp_path):
+    if not server["edited"]:
+        pytest.skip(f"needs the ISBI 2015 images at {ISBI} (../shared/data)")
+    info = json.loads(_request(f"{server['url']}/info/"))
+    assert info["labels"].index(CEPH_FIRST) > 0  # the AFIDs model's segments come first: values are shifted
+    first, second = server["edited"]
+    result = json.loads(_infer(server, CEPH, first, "json"))
+    pixels = np.array([item["pixel"] for item in result["landmarks"]])
+    labels = _label_image(server, CEPH, first, tmp_path)
+    # move one disk, as in the Segment Editor: erase it, paint a disk of 12 pixels round a pixel 6 mm away, clear of
+    # the others
+    free = [
+        (k, np.rint(p + offset))
+        for k, p in enumerate(pixels)
+        for offset in ([60, 0], [-60, 0], [0, 60], [0, -60])
+        if np.linalg.norm(pixels - np.rint(p + offset), axis=1).min() > 45
+    ]
+    moved, target = free[0]
+    labels[labels == moved + 1] = 0
+    x, y = np.meshgrid(np.arange(labels.shape[0]), np.arange(labels.shape[1]), indexing="ij")
+    labels[(x - target[0]) ** 2 + (y - target[1]) ** 2 <= 144] = moved + 1
+    status, body = _slicer_upload(server, first, labels, info, tmp_path / "tmpab12cd.nii.gz")
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["landmarks_of"] == CEPH and len(answer["landmarks"]) == 19
+    # training takes the picture at the assumed spacing (inference may have estimated another from the anatomy)
+    spacing = np.array(json.loads((REPO / "configs" / "inference.json").read_text())["assumed_spacing"])
+    read = np.array([item["world"] for item in answer["landmarks"]]) / spacing
+    # the moved landmark is where its disk went, the others where inference put them: within half a pixel
+    assert np.abs(read[moved] - target).max() < 0.5
+    others = np.arange(19) != moved
+    assert np.abs(read[others] - pixels[others]).max() < 0.5
+    # stored in the model's order (value k + 1 at landmark k), whatever Slicer numbered
+    stored = server["studies"] / "labels" / "final" / f"{first}.nii.gz"
+    assert set(np.unique(nib.load(stored).get_fdata())) == set(range(20))
+    # the training reads that file as the upload did: its targets (world mm) are the landmarks above
+    from bundle.transforms import LoadLandmarksd, PixelSpacingd
+
+    image = bundle_io.load_image_grey_pictures("image", ensure_channel_first=True)(
+        {"image": str(server["studies"] / f"{first}.jpg")}
+    )
+    spaced = PixelSpacingd("image", default_spacing=list(spacing))({**image, "landmarks": str(stored)})
+    targets = LoadLandmarksd("landmarks", 19)(spaced)["landmarks"].numpy()
+    assert np.abs(targets / spacing - read).max() < 1e-2  # the answer's world mm have 4 decimals
+    # a second cephalogram's label as inference returns it, then fine-tune from the served model
+    second_label = _label_image(server, CEPH, second, tmp_path)
+    status, body = _slicer_upload(server, second, second_label, info, tmp_path / "b.nii.gz")
+    assert status == 200, body
+    weights = server["app"] / "model" / CEPH / "models" / "model.pt"
+    stamp = weights.stat().st_mtime_ns
+    _train(server, CEPH)
+    assert weights.stat().st_mtime_ns > stamp
+    training = r"coortransformer_landmarks: training on (\d+) of the datastore's \d+ labelled images"
+    assert int(re.findall(training, server["log"].read_text())[-1]) >= 2
+
+
+CEPH_FIRST = json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"][0]
+
+
+def _put_label(server, image: str, path: Path) -> tuple:
+    body, headers = _multipart("label", path)
+    return _answer(f"{server['url']}/datastore/label?image={image}&tag=final", "PUT", body, headers)
+
+
+def test_bad_requests_get_a_4xx_with_the_reason_and_the_server_stays_up(server, tmp_path):
+    url = server["url"]
+    cases = {
+        "unknown image": (
+            _answer(f"{url}/infer/{CEPH}?image=nowhere", "POST"),
+            404,
+            r"no image 'nowhere' in the datastore",
+        ),
+        "unknown model": (
+            _answer(f"{url}/infer/nomodel?image=demo001", "POST"),
+            404,
+            r"no model 'nomodel': this server has",
+        ),
+        "2D image, 3D model": (
+            _answer(f"{url}/infer/{AFIDS}?image=demo001", "POST"),
+            422,
+            r"demo001\.png: a 2D image of shape \(\d+, \d+\); this model takes 3D images",
+        ),
+        "unreadable image": (
+            _answer(f"{url}/infer/{CEPH}?image=broken", "POST"),
+            422,
+            r"broken\.jpg: the image cannot be read",
+        ),
+    }
+    names = json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"]
+    short = write_landmarks(tmp_path / "short.csv", Landmarks(np.full((18, 2), 5.0), names[:18]))
+    cases["a label of 18 points"] = (
+        _put_label(server, "demo002", short),
+        422,
+        r"label for demo002 refused: coortransformer_landmarks: the label: has 18 landmarks; expected 19\.$",
+    )
+    cases["a label of an unknown image"] = (
+        _put_label(server, "nowhere", short),
+        404,
+        "no image 'nowhere' in the datastore",
+    )
+    blobs = np.zeros((64, 64), dtype=np.int16)
+    labels = _label_image(server, CEPH, "demo002", tmp_path)
+    labels[:3, :3] = 5  # a second blob of landmark 4's value
+    split = tmp_path / "split.nii.gz"
+    nib.save(nib.Nifti1Image(labels.astype(np.int16), np.eye(4)), str(split))
+    cases["a landmark in two blobs"] = (
+        _put_label(server, "demo002", split),
+        422,
+        r"coortransformer_landmarks: the label: value 5 is in 2 separate blobs",
+    )
+    volume = tmp_path / "volume.nii.gz"
+    nib.save(nib.Nifti1Image(blobs[..., None].repeat(3, -1), np.eye(4)), str(volume))
+    cases["a label volume for a picture"] = (
+        _put_label(server, "demo002", volume),
+        422,
+        r"the label: a label image of shape \(64, 64, 3\) for 2D landmarks",
+    )
+    stored = sorted((server["studies"] / "labels" / "final").glob("demo002.*"))
+    before = {p: p.stat().st_mtime_ns for p in stored}
+    for case, ((status, body), expected_status, message) in cases.items():
+        assert status == expected_status, (case, status, body)
+        assert re.search(message, _detail(body)), (case, _detail(body))
+        assert "\n" not in _detail(body), case
+    # nothing bad was stored, and the server still answers
+    assert {
+        p: p.stat().st_mtime_ns for p in sorted((server["studies"] / "labels" / "final").glob("demo002.*"))
+    } == before
+    assert json.loads(_request(f"{url}/info/"))["models"]
+
+
+def test_train_refuses_bad_labels_in_the_datastore_with_the_list_of_them(server, tmp_path):
+    """Labels put into the datastore by hand are not checked at upload: /train checks them all before it starts."""
+    final = server["studies"] / "labels" / "final"
+    stored = [final / f"{image}.nii.gz" for image in server["edited"]]
+    if not stored or not all(path.is_file() for path in stored):
+        pytest.skip("needs the label images of the round-trip test (and the ISBI 2015 images)")
+    kept = {path: path.read_bytes() for path in stored}
+    for path in stored:
+        labels = nib.load(path)
+        broken = np.asarray(labels.dataobj).copy()
+        broken[broken == 3] = 0  # landmark 2 rubbed out
+        nib.save(nib.Nifti1Image(broken, labels.affine), str(path))
+    weights = server["app"] / "model" / CEPH / "models" / "model.pt"
+    stamp = weights.stat().st_mtime_ns
+    try:
+        status, body = _answer(*_train_request(server, CEPH))
+        assert status == 422, body
+        message = _detail(body)
+        assert re.match(r"2 of \d+ entries are bad: ", message) and "\n" not in message, message
+        for image in server["edited"]:
+            assert re.search(
+                rf"datastore\[\d+\] \(\S*{image}\.jpg\): landmarks \['orbitale'\] are not annotated", message
+            )
+        assert weights.stat().st_mtime_ns == stamp  # nothing trained
+    finally:
+        for path, content in kept.items():
+            path.write_bytes(content)
