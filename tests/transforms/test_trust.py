@@ -232,3 +232,18 @@ def test_flags_say_which_landmarks_need_review_and_why(caplog):
     with caplog.at_level(logging.WARNING):
         whole = FlagLandmarksd("pred_landmarks")({**d, "shape_plausible": False})
     assert all("image_implausible" in r for r in whole["pred_review_reasons"]) and "x.png" in caplog.text
+
+
+def test_the_image_edges_and_the_review_radius_are_inclusive_bounds():
+    image = _grid(1.0, (100, 80))  # pixel centres 0..99 and 0..79: the image spans -0.5..99.5 and -0.5..79.5
+    pixels = torch.tensor(
+        [[-0.5, -0.5], [99.5, 79.5], [-0.51, 10.0], [10.0, -0.51], [99.51, 10.0], [10.0, 79.51], [50.0, 50.0]],
+        dtype=torch.float64,
+    )
+    radius = torch.tensor([3.0, 2.9, 1.0, 1.0, 1.0, 1.0, 3.01], dtype=torch.float64)
+    d = {"image": image, "pred_landmarks": pixels, "pred_pixels": pixels, "pred_error_radius": radius}
+    out = FlagLandmarksd("pred_landmarks", review_radius_mm=3.0)(d)
+    assert out["pred_visible"].tolist() == [True, True, False, False, False, False, True]
+    assert [("wide_radius" in r) for r in out["pred_review_reasons"]] == [False] * 6 + [True]
+    with pytest.raises(ValueError, match="review_radius_mm must be > 0"):
+        FlagLandmarksd("pred_landmarks", review_radius_mm=0.0)
