@@ -30,7 +30,28 @@ def _number(value, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-class MeasurementTableWriter:
+class _RunFileWriter:
+    """Collects the run's result records and writes one file (``self.path``) when the run completes; an existing
+    file is refused when the run starts, unless ``overwrite``."""
+
+    path: Path
+    overwrite: bool
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: self.records.extend(_records(e)))
+        engine.add_event_handler(Events.COMPLETED, lambda e: self._write(gather(self.records)))
+
+    def _started(self, engine: Engine) -> None:
+        refuse_existing(self.path, self.overwrite, "pass --overwrite true or another --output_dir.")
+        self.records: list[dict] = []
+
+    def _write(self, records: list[dict] | None) -> None:
+        """``records``: every process's records on the main process (None elsewhere)."""
+        raise NotImplementedError
+
+
+class MeasurementTableWriter(_RunFileWriter):
     """Write ``<output_dir>/measurements.csv`` when the run completes: one row per image and measurement,
     ``image,measurement,value,unit,interval_low,interval_high,class,class_name,normal_low,normal_high,borderline,``
     ``review,reason`` (from the result records' ``measurements``). Nothing is written when no record has any.
@@ -50,17 +71,7 @@ class MeasurementTableWriter:
         self.path, self.overwrite = Path(output_dir) / filename, overwrite
         self.records: list[dict] = []
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: self.records.extend(_records(e)))
-        engine.add_event_handler(Events.COMPLETED, self._write)
-
-    def _started(self, engine: Engine) -> None:
-        refuse_existing(self.path, self.overwrite, "pass --overwrite true or another --output_dir.")
-        self.records = []
-
-    def _write(self, engine: Engine) -> None:
-        records = gather(self.records)
+    def _write(self, records: list[dict] | None) -> None:
         if not records or not any(r.get("measurements") for r in records):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +105,7 @@ tr.flag td { background: #fde2e2; } tr.borderline td { background: #fff4d6; }
 """
 
 
-class HtmlReportWriter:
+class HtmlReportWriter(_RunFileWriter):
     """Write ``<output_dir>/report.html`` when the run completes: a summary of the run (images, implausible images,
     flagged landmarks and measurements), then per image its overlay with the tracing (the PNG that
     :class:`~bundle.transforms.SaveLandmarksd` wrote, embedded as data, so the page opens offline and alone), its
@@ -119,17 +130,7 @@ class HtmlReportWriter:
         self.path = self.output_dir / filename
         self.records: list[dict] = []
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: self.records.extend(_records(e)))
-        engine.add_event_handler(Events.COMPLETED, self._write)
-
-    def _started(self, engine: Engine) -> None:
-        refuse_existing(self.path, self.overwrite, "pass --overwrite true or another --output_dir.")
-        self.records = []
-
-    def _write(self, engine: Engine) -> None:
-        records = gather(self.records)
+    def _write(self, records: list[dict] | None) -> None:
         if records is None:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
