@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import gc
 import json
 import os
 import subprocess
@@ -194,6 +195,15 @@ def run_tests_forked(module: str, mutated: str, tests: list[str], timeout: int) 
                     for key, value in list(vars(loaded).items()):
                         if id(value) in replaced:
                             setattr(loaded, key, replaced[id(value)])
+            # objects made from the module's classes at import (a registry's format readers, say) keep the old
+            # class and its unmutated methods: they are turned into instances of the mutated class
+            classes = {}
+            for value in old.values():
+                if isinstance(value, type) and isinstance(replaced.get(id(value)), type):
+                    classes[id(value)] = replaced[id(value)]
+            for instance in gc.get_objects():
+                if id(type(instance)) in classes:
+                    instance.__class__ = classes[id(type(instance))]
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)

@@ -72,6 +72,57 @@ def test_a_3d_label_reads_through_its_geometry_which_must_be_its_images(tmp_path
                                (shifted @ [2.5, 5.0, 6.0, 1.0])[:3])  # fmt: skip
 
 
+def _affine(matrix, origin=(0.0, 0.0, 0.0)) -> np.ndarray:
+    affine = np.eye(4)
+    affine[:3, :3], affine[:3, 3] = matrix, origin
+    return affine
+
+
+_DIAGONAL = np.diag([-2.0, 2.0, 3.0])  # the smallest voxel edge 2 mm: the label may be 1 mm off at any corner
+_OBLIQUE = np.array([[0.5**0.5, -4 * 0.5**0.5, 0], [0.5**0.5, 4 * 0.5**0.5, 0], [0, 0, 3.0]])  # edges 1, 4, 3 mm
+
+
+@pytest.mark.parametrize(
+    "image_affine, label_affine, same",
+    [
+        # exactly half the smallest voxel apart (a 1 mm shift) is the same grid; origin 0, so that no translation
+        # enters the voxel size
+        (_affine(_DIAGONAL), _affine(_DIAGONAL, (1.0, 0, 0)), True),
+        # x spacing 2 against 2.105: 9 voxels along, the far corner is 0.945 mm off (one voxel more would be 1.05)
+        (_affine(_DIAGONAL), _affine(np.diag([-2.105, 2.0, 3.0])), True),
+        # the same spacing error pivoted on the far corner: 1.06 mm off at voxel 0, 0.94 mm at voxel 1
+        (_affine(_DIAGONAL), _affine(np.diag([-2.118, 2.0, 3.0]), (9 * 0.118, 0, 0)), False),
+        # oblique axes: the smallest voxel edge is a column's length (1 mm), not a row's
+        (_affine(_OBLIQUE), _affine(_OBLIQUE, (0.6, 0, 0)), False),
+        (_affine(_OBLIQUE), _affine(_OBLIQUE, (0.4, 0, 0)), True),
+    ],
+    ids=["half_a_voxel", "inside_at_the_far_corner", "beyond_at_the_near_corner", "oblique_beyond", "oblique_inside"],
+)
+def test_a_3d_label_must_lie_within_half_a_voxel_of_its_image_at_every_corner(
+    tmp_path, image_affine, label_affine, same
+):
+    labels = np.zeros((10, 12, 8), dtype=np.uint8)
+    labels[2:4, 5, 6] = 1
+    path = _save(tmp_path / "a.nii.gz", labels, label_affine)
+    grid = ((10, 12, 8), image_affine)
+    if same:
+        expected = (image_affine @ [2.5, 5.0, 6.0, 1.0])[:3]  # through the image's own geometry
+        np.testing.assert_allclose(read_landmarks(path, 1, spatial_dims=3, grid=grid).coordinates[0], expected)
+    else:
+        with pytest.raises(LandmarkFileError, match="geometry is not its image's"):
+            read_landmarks(path, 1, spatial_dims=3, grid=grid)
+
+
+def test_without_an_image_a_label_reads_through_its_own_geometry_and_counts_its_values(tmp_path):
+    path = _slicer_2d(tmp_path / "a.nii.gz", np.zeros((8, 8)))
+    assert read_landmarks(path, spatial_dims=2).coordinates.shape == (0, 2)  # no values, no count: no landmarks
+    labels = np.zeros((8, 8))
+    labels[6, 1], labels[2, 3] = 1, 2  # the largest value, 2, says there are two landmarks
+    path = _slicer_2d(tmp_path / "b.nii.gz", labels)
+    # Slicer's frame of a picture is LPS along the pixel axes: x and y negated in RAS
+    np.testing.assert_allclose(read_landmarks(path, spatial_dims=2).coordinates, [[-6.0, -1.0], [-2.0, -3.0]])
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [

@@ -46,6 +46,17 @@ def test_disks_closer_than_two_radii_shrink_to_half_the_distance_so_each_stays_w
     np.testing.assert_array_equal(swapped, np.choose(labels, [0, 2, 1, 3]))
 
 
+def test_the_gap_between_landmarks_is_measured_in_millimetres():
+    """8 pixels apart along x at 0.5 mm per pixel: 4 mm, so disks of just under 2 mm (3.9 pixels along x, 1.9 along
+    y), not the 5 mm a gap in pixels would allow."""
+    pixels = np.array([[10.0, 10.0], [18.0, 10.0]])
+    labels = landmark_label_map(pixels, (40, 40), spacing=(0.5, 1.0), radius_mm=5.0)
+    assert labels[13, 10] == 1 and labels[14, 10] == 0 and labels[15, 10] == 2
+    assert labels[10, 11] == 1 and labels[10, 12] == 0
+    for k, point in enumerate(pixels):
+        np.testing.assert_allclose(np.argwhere(labels == k + 1).mean(0), point, atol=1e-9)
+
+
 def test_tiny_radius_still_marks_the_centre_pixel_and_3d_is_a_ball():
     labels = landmark_label_map(np.array([[3.2, 4.6, 1.0]]), (8, 8, 4), spacing=(1.0, 1.0, 1.0), radius_mm=0.01)
     assert labels[3, 5, 1] == 1 and (labels > 0).sum() == 1
