@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
 from PIL import Image
 
-from tests.test_workflows import CONFIGS, REPO
+from tests.conftest import run_inference
+from tests.test_workflows import CONFIGS
 
 ORIGINAL = (1935, 2400)  # width x height, an ISBI 2015 cephalogram's size
 GRID = (416, 512)
@@ -21,17 +21,7 @@ def _run_inference(tmp_path, images, **overrides) -> None:
     ``tmp_path/out``, with ``overrides`` of config ids."""
     # the stubs' points form no anatomy a shape model could judge, and have none of the measurements' landmarks
     settings = {"trust": False, "measurements": [], "tracing": [], **overrides}
-    workflow = ConfigWorkflow(
-        config_file=str(CONFIGS / "inference.json"),
-        workflow_type="infer",
-        bundle_root=str(REPO),
-        dataset_dir=str(images),
-        output_dir=str(tmp_path / "out"),
-        ckpt_dir=str(tmp_path / "models"),
-        **settings,
-    )
-    workflow.initialize()
-    workflow.run()
+    run_inference(images, tmp_path / "out", ckpt_dir=str(tmp_path / "models"), **settings)
 
 
 def _refiner_file(models):

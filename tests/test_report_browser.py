@@ -9,8 +9,8 @@ import shutil
 import subprocess
 
 import pytest
-from monai.bundle import ConfigWorkflow
 
+from tests.conftest import run_inference
 from tests.test_workflows import CONFIGS, REPO
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -36,16 +36,7 @@ def report(tmp_path_factory):
     images.mkdir()
     for name in ("001.png", "002.png"):
         shutil.copy(REPO / "data" / "demo" / "images" / name, images / name)
-    workflow = ConfigWorkflow(
-        config_file=str(CONFIGS / "inference.json"),
-        workflow_type="infer",
-        bundle_root=str(REPO),
-        dataset_dir=str(images),
-        output_dir=str(root / "out"),
-        spacing=[0.5, 0.5],
-    )
-    workflow.initialize()
-    workflow.run()
+    run_inference(images, root / "out", spacing=[0.5, 0.5])
     return root / "out"
 
 
@@ -86,15 +77,5 @@ def test_report_false_writes_none(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(REPO / "data" / "demo" / "images" / "001.png", images / "001.png")
-    workflow = ConfigWorkflow(
-        config_file=str(CONFIGS / "inference.json"),
-        workflow_type="infer",
-        bundle_root=str(REPO),
-        dataset_dir=str(images),
-        output_dir=str(tmp_path / "out"),
-        spacing=[0.5, 0.5],
-        report=False,
-    )
-    workflow.initialize()
-    workflow.run()
+    run_inference(images, tmp_path / "out", spacing=[0.5, 0.5], report=False)
     assert (tmp_path / "out" / "001.json").exists() and not (tmp_path / "out" / "report.html").exists()

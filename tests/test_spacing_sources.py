@@ -10,12 +10,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from bundle.transforms import PixelSpacingd
-from tests.conftest import shared_data
-from tests.test_workflows import CONFIGS, REPO
+from tests.conftest import run_inference, shared_data
+from tests.test_workflows import REPO
 
 SPACING = 0.125
 
@@ -91,17 +90,7 @@ def test_a_dicom_without_a_spacing_needs_one(tmp_path):
 
 
 def _landmarks(path, spacing, out) -> np.ndarray:
-    workflow = ConfigWorkflow(
-        config_file=str(CONFIGS / "inference.json"),
-        workflow_type="infer",
-        bundle_root=str(REPO),
-        dataset_dir=str(path),
-        output_dir=str(out),
-        spacing=spacing,
-        overlay=False,
-    )
-    workflow.initialize()
-    workflow.run()
+    run_inference(path, out, spacing=spacing, overlay=False)
     result = json.loads(next(p for p in out.glob("*.json") if not p.name.endswith(".mrk.json")).read_text())
     assert result["spacing"] == pytest.approx([SPACING, SPACING])
     assert result["spacing_source"] == ("given" if spacing else "file")
