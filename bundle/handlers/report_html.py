@@ -7,51 +7,21 @@ import base64
 import csv
 import html
 import logging
-import os
 from pathlib import Path
 
-from ignite.engine import Engine, Events
-
 from ..io import output_stem
-from ..io.files import refuse_existing
-from .distributed import gather
+from .run_file import RunFileWriter
 
 __all__ = ["MeasurementTableWriter", "HtmlReportWriter"]
 
 logger = logging.getLogger("bundle")
 
 
-def _records(engine: Engine) -> list[dict]:
-    output = engine.state.output
-    return [item["result"] for item in (output if isinstance(output, list) else [output])]
-
-
 def _number(value, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-class _RunFileWriter:
-    """Collects the run's result records and writes one file (``self.path``) when the run completes; an existing
-    file is refused when the run starts, unless ``overwrite``."""
-
-    path: Path
-    overwrite: bool
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: self.records.extend(_records(e)))
-        engine.add_event_handler(Events.COMPLETED, lambda e: self._write(gather(self.records)))
-
-    def _started(self, engine: Engine) -> None:
-        refuse_existing(self.path, self.overwrite, "pass --overwrite true or another --output_dir.")
-        self.records: list[dict] = []
-
-    def _write(self, records: list[dict] | None) -> None:
-        """``records``: every process's records on the main process (None elsewhere)."""
-        raise NotImplementedError
-
-
-class MeasurementTableWriter(_RunFileWriter):
+class MeasurementTableWriter(RunFileWriter):
     """Write ``<output_dir>/measurements.csv`` when the run completes: one row per image and measurement,
     ``image,measurement,value,unit,interval_low,interval_high,class,class_name,normal_low,normal_high,borderline,``
     ``review,reason`` (from the result records' ``measurements``). Nothing is written when no record has any.
@@ -71,25 +41,23 @@ class MeasurementTableWriter(_RunFileWriter):
         self.path, self.overwrite = Path(output_dir) / filename, overwrite
         self.records: list[dict] = []
 
-    def _write(self, records: list[dict] | None) -> None:
-        if not records or not any(r.get("measurements") for r in records):
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        with open(partial, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(self.columns)
-            for record in records:
-                for name, m in (record.get("measurements") or {}).items():
-                    low, high = m["interval"] or (None, None)
-                    normal = m["normal"] or (None, None)
-                    writer.writerow(
-                        [record["image"], name, _number(m["value"], 4), m["unit"], _number(low, 4), _number(high, 4)]
-                        + ["" if m["class"] is None else m["class"], m["class_name"] or ""]
-                        + ["" if normal[0] is None else normal[0], "" if normal[1] is None else normal[1]]
-                        + [int(m["borderline"]), int(m["review"]), m["reason"] or ""]
-                    )
-        os.replace(partial, self.path)
+    def _write(self, records: list[dict]) -> None:
+        if any(r.get("measurements") for r in records):
+            self._publish(lambda f: self._table(f, records))
+
+    def _table(self, f, records: list[dict]) -> None:
+        writer = csv.writer(f)
+        writer.writerow(self.columns)
+        for record in records:
+            for name, m in (record.get("measurements") or {}).items():
+                low, high = m["interval"] or (None, None)
+                normal = m["normal"] or (None, None)
+                writer.writerow(
+                    [record["image"], name, _number(m["value"], 4), m["unit"], _number(low, 4), _number(high, 4)]
+                    + ["" if m["class"] is None else m["class"], m["class_name"] or ""]
+                    + ["" if normal[0] is None else normal[0], "" if normal[1] is None else normal[1]]
+                    + [int(m["borderline"]), int(m["review"]), m["reason"] or ""]
+                )
 
 
 STYLE = """
@@ -105,7 +73,7 @@ tr.flag td { background: #fde2e2; } tr.borderline td { background: #fff4d6; }
 """
 
 
-class HtmlReportWriter(_RunFileWriter):
+class HtmlReportWriter(RunFileWriter):
     """Write ``<output_dir>/report.html`` when the run completes: a summary of the run (images, implausible images,
     flagged landmarks and measurements), then per image its overlay with the tracing (the PNG that
     :class:`~bundle.transforms.SaveLandmarksd` wrote, embedded as data, so the page opens offline and alone), its
@@ -130,13 +98,8 @@ class HtmlReportWriter(_RunFileWriter):
         self.path = self.output_dir / filename
         self.records: list[dict] = []
 
-    def _write(self, records: list[dict] | None) -> None:
-        if records is None:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        partial.write_text(page(records, self.title, self.output_dir), encoding="utf-8")
-        os.replace(partial, self.path)
+    def _write(self, records: list[dict]) -> None:
+        self._publish(lambda f: f.write(page(records, self.title, self.output_dir)))
         logger.info(f"report: {self.path}")
 
 
