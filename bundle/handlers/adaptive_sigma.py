@@ -18,6 +18,7 @@ from monai.utils import CommonKeys, convert_to_tensor
 
 from ..codecs import GaussianHeatmapCodec
 from ..errors import InputError
+from ..io.files import write_whole
 from ..sigma.policies import SigmaObservation
 
 __all__ = ["AdaptiveSigmaHandler", "SigmaHistoryWriter"]
@@ -298,14 +299,7 @@ class SigmaHistoryWriter:
             self.write(engine)
 
     def write(self, engine: Engine | None = None) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.output_dir / f".{self.csv_name}.partial"
-        with open(partial, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(COLUMNS)
-            for row in self.handler.history:
-                writer.writerow([_cell(row[c]) for c in COLUMNS])
-        os.replace(partial, self.output_dir / self.csv_name)
+        write_whole(self.output_dir / self.csv_name, self._history)
         handler = self.handler
         record = {
             "landmark_names": handler.names,
@@ -316,6 +310,12 @@ class SigmaHistoryWriter:
         }
         (self.output_dir / self.json_name).write_text(json.dumps(record, indent=2) + "\n")
         self._written = len(handler.history)
+
+    def _history(self, f) -> None:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for row in self.handler.history:
+            writer.writerow([_cell(row[c]) for c in COLUMNS])
 
 
 def _cell(value) -> str:

@@ -80,10 +80,12 @@ class LandmarkReportWriter:
                 self.review.append(torch.as_tensor(item["pred_review"]).bool().tolist())
 
     def _write(self, engine: Engine) -> None:
-        gathered = [gather(x) for x in (self.images, self.radii_mm, self.review)]
-        if gathered[0] is None:  # another process than the first (the errors are gathered by the MRE handler)
+        gathered = gather([(self.images, self.radii_mm, self.review)])  # one exchange: each process's three lists
+        if gathered is None:  # another process than the first (the errors are gathered by the MRE handler)
             return
-        self.images, self.radii_mm, self.review = gathered
+        self.images, self.radii_mm, self.review = (
+            [item for part in parts for item in part] for parts in zip(*gathered)
+        )
         errors = engine.state.metric_details.get(self.metric_name)
         if errors is None:
             raise RuntimeError(

@@ -9,7 +9,7 @@ import html
 import logging
 from pathlib import Path
 
-from ..io import output_stem
+from ..io import output_paths
 from .run_file import RunFileWriter
 
 __all__ = ["MeasurementTableWriter", "HtmlReportWriter"]
@@ -149,7 +149,6 @@ def _page_picture(overlay: Path, long_side: int = 900) -> bytes:
 def _image_section(record: dict, folder: Path) -> list[str]:
     e = html.escape
     name = Path(record["image"]).name
-    stem = output_stem(record["image"])
     parts = [f"<h2>{e(name)}</h2>"]
     facts = (
         f"spacing {', '.join(f'{s:.4g}' for s in record['spacing'])} mm per pixel ({e(str(record['spacing_source']))});"
@@ -158,7 +157,7 @@ def _image_section(record: dict, folder: Path) -> list[str]:
     if record.get("plausible") is False:
         facts += '; <span class="bad">the landmarks do not form a plausible configuration: every one is flagged</span>'
     parts.append(f'<p class="note">{facts}</p><div class="image">')
-    overlay = folder / f"{stem}_overlay.png"
+    overlay = output_paths(record["image"], folder)[-1]  # where SaveLandmarksd wrote it
     if overlay.is_file():
         data = base64.b64encode(_page_picture(overlay)).decode("ascii")
         parts.append(f'<img alt="{e(name)}: landmarks and tracing" src="data:image/jpeg;base64,{data}">')

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, TextIO
 
 from ignite.engine import Engine, Events
 
-from ..io.files import refuse_existing
+from ..io.files import refuse_existing, write_whole
 from .distributed import gather
 
 __all__ = ["RunFileWriter"]
@@ -52,9 +51,4 @@ class RunFileWriter:
         raise NotImplementedError
 
     def _publish(self, write: Callable[[TextIO], None]) -> None:
-        """``write`` the file to a hidden partial file beside it, then rename it: never half a file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        with open(partial, "w", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(partial, self.path)
+        write_whole(self.path, write)

@@ -1,15 +1,15 @@
-"""The one guard against replacing earlier output."""
+"""The one guard against replacing earlier output, and the one way of writing a file whole."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, TextIO
 
 from ..errors import OutputExistsError
 from ..switches import as_bool
 
-__all__ = ["refuse_existing"]
+__all__ = ["refuse_existing", "write_whole"]
 
 
 def refuse_existing(
@@ -28,3 +28,14 @@ def refuse_existing(
     if existing and not as_bool(overwrite, "overwrite"):
         named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
         raise OutputExistsError(f"{named} {'exists' if len(existing) == 1 else 'exist'}: {hint}")
+
+
+def write_whole(path: str | os.PathLike, write: Callable[[TextIO], None]) -> None:
+    """``write(f)`` the text file ``path`` (its folder made) through a hidden partial file beside it, renamed when
+    complete: a run stopped while writing leaves the earlier file or none, never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
+        write(f)
+    os.replace(partial, path)

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError, MissingFileError
+from ..io.files import write_whole
 from .similarity import Similarity, fit_similarity, fit_similarity_robust, rotation_angle_deg
 
 __all__ = ["ShapeModel", "ShapeFit", "procrustes_align"]
@@ -248,10 +249,7 @@ class ShapeModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model as JSON (a few kB to a few hundred kB)."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(path).with_name(f".{Path(path).name}.partial")
-        partial.write_text(json.dumps(self.to_dict(), indent=4) + "\n")  # the model zoo's JSON style
-        os.replace(partial, path)
+        write_whole(path, lambda f: f.write(json.dumps(self.to_dict(), indent=4) + "\n"))  # the model zoo's JSON style
 
     @classmethod
     def load(

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError, MissingFileError
+from ..io.files import write_whole
 
 __all__ = ["ErrorCalibration", "FEATURES"]
 
@@ -173,10 +174,7 @@ class ErrorCalibration:
             if isinstance(old, dict) and old.get("format") == FORMAT:
                 data = old
         data["pipelines"][str(pipeline)] = self.to_dict()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(json.dumps(data, indent=4) + "\n")  # the model zoo's JSON style
-        os.replace(partial, path)
+        write_whole(path, lambda f: f.write(json.dumps(data, indent=4) + "\n"))  # the model zoo's JSON style
 
     @classmethod
     def load(cls, path: str | os.PathLike, pipeline: str, num_landmarks: int | None = None) -> "ErrorCalibration":
