@@ -27,8 +27,7 @@ from .io import (
     colliding_stems,
     load_image_grey_pictures,
     output_paths,
-    picture_spacing,
-    read_landmarks,
+    read_image_landmarks,
 )
 from .io.files import refuse_existing
 from .shape import ShapeModel
@@ -200,11 +199,7 @@ def check_entry(
         return None
     if not entry.get("landmarks"):
         raise InputError("no 'landmarks' file.")
-    picture = picture_spacing(checked)
-    grid = (tuple(checked.shape[1:]), checked.affine.double().numpy())
-    landmarks = read_landmarks(
-        entry["landmarks"], num_landmarks, picture or spacing, spatial_dims, picture_spacing=picture, grid=grid
-    )
+    landmarks = read_image_landmarks(entry["landmarks"], checked, num_landmarks, spatial_dims, spacing=spacing)
     names = list(landmark_names) if landmark_names and len(landmark_names) == len(landmarks) else landmarks.names
     if not landmarks.visible.all():
         missing = [n for n, v in zip(names, landmarks.visible) if not v]
@@ -357,13 +352,8 @@ def configurations_from_datalist(
     for entry in entries:
         image = squeeze(load({"image": entry["image"]}))["image"]
         image = spacing_of({"image": image, "spacing": entry.get("spacing")})["image"]
-        picture = picture_spacing(image)
-        landmarks = read_landmarks(
-            entry.get("landmarks") or entry["label"],
-            num_landmarks,
-            picture or entry.get("spacing"),
-            spatial_dims,
-            picture_spacing=picture,
+        landmarks = read_image_landmarks(
+            entry.get("landmarks") or entry["label"], image, num_landmarks, spatial_dims, spacing=entry.get("spacing")
         )
         if landmarks.visible.all():
             frame = array_frame(torch.as_tensor(landmarks.coordinates), image.meta["source_affine"])

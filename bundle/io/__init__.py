@@ -1,6 +1,6 @@
 """Landmark file input and output, and image file names."""
 
-from .formats import landmark_format, read_landmarks, write_landmarks
+from .formats import landmark_format, read_image_landmarks, read_landmarks, write_landmarks
 from .images import (
     DICOM_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -33,6 +33,7 @@ __all__ = [
     "output_paths",
     "output_stem",
     "picture_spacing",
+    "read_image_landmarks",
     "read_landmarks",
     "write_landmarks",
 ]

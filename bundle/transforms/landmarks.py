@@ -11,14 +11,13 @@ from typing import Hashable, Mapping
 
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.transforms.traits import RandomizableTrait
 
 from ..codecs import GaussianHeatmapCodec
 from ..errors import InputError
 from ..geometry import map_points
-from ..io import loaded_shape, picture_spacing, read_landmarks
+from ..io import read_image_landmarks
 
 __all__ = ["LoadLandmarksd", "LandmarksToGridd", "GaussianHeatmapd"]
 
@@ -56,15 +55,9 @@ class LoadLandmarksd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         image = d.get(self.ref_key)
-        picture = picture_spacing(image) if isinstance(image, MetaTensor) else None
-        spacing = picture if picture is not None else d.get(self.spacing_key)
-        grid = None
-        if isinstance(image, MetaTensor) and "spatial_shape" in image.meta:  # the pixels as loaded, for label images
-            source = image.meta.get("source_affine", image.affine)
-            grid = (loaded_shape(image, self.spatial_dims), torch.as_tensor(source).double().cpu().numpy())
         for key in self.key_iterator(d):
-            landmarks = read_landmarks(
-                d[key], self.num_landmarks, spacing, self.spatial_dims, picture_spacing=picture, grid=grid
+            landmarks = read_image_landmarks(
+                d[key], image, self.num_landmarks, self.spatial_dims, spacing=d.get(self.spacing_key)
             )
             d[key] = torch.as_tensor(landmarks.coordinates, dtype=torch.float64)
         return d

@@ -176,3 +176,16 @@ def test_training_reads_a_label_image_on_the_picture_it_labels(tmp_path):
     data = PixelSpacingd("image")({"image": image, "spacing": [0.2, 0.25], "landmarks": str(label)})
     out = LoadLandmarksd("landmarks", num_landmarks=1, spatial_dims=2)(data)
     np.testing.assert_allclose(out["landmarks"].numpy(), [[51 * 0.2, 21 * 0.25]])
+
+
+def test_the_shape_model_reads_a_label_image_on_the_picture_it_labels(tmp_path):
+    """The training's shape model takes a label image's landmarks in the picture's mm, as LoadLandmarksd does, not
+    through the label file's own (Slicer's 1 mm) frame."""
+    from bundle.data import configurations_from_datalist
+
+    picture = tmp_path / "image.png"
+    Image.fromarray(np.zeros((60, 80), dtype=np.uint8)).save(picture)
+    labels = np.zeros((80, 60), dtype=np.int16)
+    labels[50:53, 20:23] = 1  # x = column 51, y = row 21
+    entry = {"image": str(picture), "label": str(_slicer_2d(tmp_path / "image.nii.gz", labels)), "spacing": [0.2, 0.25]}
+    np.testing.assert_allclose(configurations_from_datalist([entry], 1), [[[51 * 0.2, 21 * 0.25]]])

@@ -11,7 +11,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from ...errors import InputError
+from .. import images
 from ..files import refuse_existing
 from ..landmarks import FileSettings, LandmarkFileError, Landmarks
 from .csv import CSV
@@ -25,6 +28,7 @@ FORMATS = {"mrk.json": MARKUPS_JSON, "json": JSON, "csv": CSV, "fcsv": FCSV, "is
 
 __all__ = [
     "FORMATS",
+    "read_image_landmarks",
     "CSV",
     "JSON",
     "ISBI",
@@ -87,6 +91,30 @@ def read_landmarks(
     if num_landmarks is not None and len(landmarks) != num_landmarks:
         raise LandmarkFileError(path, f"has {len(landmarks)} landmarks; expected {num_landmarks}.")
     return landmarks
+
+
+def read_image_landmarks(
+    path: str | os.PathLike,
+    image,
+    num_landmarks: int | None,
+    spatial_dims: int,
+    spacing: Sequence[float] | None = None,
+) -> Landmarks:
+    """:func:`read_landmarks` of the landmark file (or label image) of ``image``, a MetaTensor loaded by
+    ``LoadImaged`` and given its spacing (:class:`bundle.transforms.PixelSpacingd`), in the same world mm: a picture's
+    own spacing (Slicer's frame of it), and for a label image the pixels and affine of the image as loaded.
+
+    Args:
+        spacing: for an image that carries none (not a MetaTensor), the spacing the entry gives.
+    """
+    picture = grid = None
+    meta = getattr(image, "meta", None)
+    if meta is not None:
+        picture = images.picture_spacing(image)
+        if "spatial_shape" in meta:  # the pixels as loaded, which a label image must lie on
+            source = torch.as_tensor(meta.get("source_affine", image.affine)).double().cpu().numpy()
+            grid = (images.loaded_shape(image, spatial_dims), source)
+    return read_landmarks(path, num_landmarks, picture or spacing, spatial_dims, picture_spacing=picture, grid=grid)
 
 
 def write_landmarks(
