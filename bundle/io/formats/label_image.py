@@ -16,8 +16,10 @@ values beyond the landmarks and non-integer labels. MONAI has no reader of point
 from __future__ import annotations
 
 import numpy as np
+from monai.data.utils import to_affine_nd
 from scipy import ndimage
 
+from ...geometry import affine_spacing, map_points
 from ..landmarks import FileSettings, LandmarkFileError, Landmarks
 
 __all__ = ["LABEL_IMAGE_FORMATS"]
@@ -55,9 +57,8 @@ class _LabelImage:
                     path,
                     f"value {value} is in {blobs} separate blobs; one blob marks a landmark.",
                 )
-            centroid = np.argwhere(mask).mean(axis=0) + [s.start for s in box]
-            points[value - 1] = (affine @ np.append(centroid, 1.0))[:dims]
-        return Landmarks(points)
+            points[value - 1] = np.argwhere(mask).mean(axis=0) + [s.start for s in box]  # pixels
+        return Landmarks(map_points(points, affine).numpy())
 
     def write(self, path, landmarks: Landmarks, settings: FileSettings) -> None:
         raise LandmarkFileError(
@@ -84,20 +85,14 @@ def _load(path, spatial_dims: int | None) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.array_equal(labels, np.round(labels)) or labels.min(initial=0) < 0:
         raise LandmarkFileError(path, "a label image holds whole numbers >= 0 (0: background, k + 1: landmark k).")
-    return labels.astype(np.int64), _spatial(image.affine, dims)
-
-
-def _spatial(affine, dims: int) -> np.ndarray:
-    """A (dims + 1)-square affine: a 3D affine of a 2D label (or image) keeps its x, y rows and columns."""
-    affine = np.asarray(affine, dtype=np.float64)
-    extra = range(dims, affine.shape[0] - 1)
-    return np.delete(np.delete(affine, extra, 0), extra, 1)
+    return labels.astype(np.int64), to_affine_nd(dims, np.asarray(image.affine, dtype=np.float64))
 
 
 def _grid_affine(path, shape: tuple, own: np.ndarray, grid) -> np.ndarray:
     """The image's affine, after checking that the label lies on the image's pixels: the same shape, and in 3D the
     same geometry within half a voxel at every corner."""
-    image_shape, image_affine = tuple(int(n) for n in grid[0]), _spatial(grid[1], len(shape))
+    image_shape = tuple(int(n) for n in grid[0])
+    image_affine = to_affine_nd(len(shape), np.asarray(grid[1], dtype=np.float64))
     if tuple(shape) != image_shape:
         raise LandmarkFileError(
             path,
@@ -105,9 +100,8 @@ def _grid_affine(path, shape: tuple, own: np.ndarray, grid) -> np.ndarray:
         )
     if len(shape) == 3:
         corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1).T
-        ones = np.ones((len(corners), 1))
-        apart = np.linalg.norm((np.hstack([corners, ones]) @ (own - image_affine).T)[:, :3], axis=1).max()
-        voxel = float(np.linalg.norm(image_affine[:3, :3], axis=0).min())
+        apart = float((map_points(corners, own) - map_points(corners, image_affine)).norm(dim=-1).max())
+        voxel = float(affine_spacing(image_affine, 3).min())
         if apart > voxel / 2:
             raise LandmarkFileError(
                 path, f"the label image's geometry is not its image's: their corners are {apart:.2f} mm apart."
