@@ -30,6 +30,7 @@ from .io import (
     read_image_landmarks,
 )
 from .io.files import refuse_existing
+from .io.picture_reader import UnreadableImageError
 from .shape import ShapeModel
 from .transforms.image import FinitePixelsd, PixelSpacingd, SqueezeSpatiald
 
@@ -178,9 +179,8 @@ def check_entry(
         raise InputError("image file not found.")
     try:
         image = load({"image": image_path})["image"]
-    except InputError as e:  # the loader's, naming the file, which the entry names already: the reader's reason
-        cause = e.__cause__ or e
-        raise InputError(f"the image cannot be read ({type(cause).__name__}: {cause}).") from None
+    except UnreadableImageError as e:  # the entry names the file already: the reason alone
+        raise InputError(e.reason.rstrip(".") + ".") from None
     try:
         image = SqueezeSpatiald("image", spatial_dims)({"image": image})["image"]
     except InputError as e:  # more spatial axes than spatial_dims, not of size 1, or fewer

@@ -33,6 +33,18 @@ class GreyPictureReader(PILReader):
         super().__init__(converter=_grey, **kwargs)
 
 
+class UnreadableImageError(InputError):
+    """An image file that is missing or cannot be read: ``"<path>: <reason>"``, with ``reason`` alone for a caller
+    whose own message names the file already."""
+
+    def __init__(self, where: str, reason: str):
+        super().__init__(where, reason)
+        self.where, self.reason = where, reason
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
 class LoadImageOrRefused(LoadImaged):
     """MONAI's :class:`LoadImaged`, but a file that is missing or cannot be read is an :class:`InputError` naming it
     (MONAI's readers raise many kinds, from PIL, ITK, nibabel or pydicom, and a server must tell them from its own
@@ -46,8 +58,8 @@ class LoadImageOrRefused(LoadImaged):
             where = ", ".join(names) or "the image"
             missing = [n for n in names if not os.path.exists(n)]
             if missing:
-                raise InputError(f"{', '.join(missing)}: no such file.") from e
-            raise InputError(f"{where}: the image cannot be read ({type(e).__name__}: {e})") from e
+                raise UnreadableImageError(", ".join(missing), "no such file.") from e
+            raise UnreadableImageError(where, f"the image cannot be read ({type(e).__name__}: {e})") from e
 
 
 def load_image_grey_pictures(keys, **kwargs) -> LoadImaged:
