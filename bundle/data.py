@@ -292,6 +292,8 @@ class LandmarkCacheDataset(CacheDataset):
         skip_bad: leave bad entries out (a warning names each) instead of refusing them all in one error (the
             config's ``skip_bad_labels``).
         landmark_names: the landmarks' names, for messages.
+        checked: the entries were checked already (MONAI Label's training task checks the whole datastore before it
+            splits it): taken as they are.
         kwargs: passed to :class:`~monai.data.CacheDataset` (``cache_rate``, ``num_workers``, ...).
 
     Raises:
@@ -308,6 +310,7 @@ class LandmarkCacheDataset(CacheDataset):
         default_spacing: list | None = None,
         skip_bad: bool = False,
         landmark_names: Sequence[str] | None = None,
+        checked: bool = False,
         **kwargs,
     ):
         listed, stored = [], []  # a datalist's entries, and MONAI Label's datastore entries
@@ -316,13 +319,18 @@ class LandmarkCacheDataset(CacheDataset):
                 stored.append({**entry, "landmarks": entry["label"]})
             else:
                 listed.append(entry)
-        check = {"num_landmarks": num_landmarks, "spatial_dims": spatial_dims, "name": name, "skip_bad": skip_bad}
-        check["landmark_names"] = landmark_names
-        entries = check_datalist(listed, default_spacing=default_spacing, **check)
-        kept = check_datalist(stored, default_spacing=default_spacing, leave_out_other_dims=True, **check)
-        if len(kept) < len(stored):
-            logger.warning(f"{name}: left out {len(stored) - len(kept)} datastore images that are not {spatial_dims}D.")
-        entries += kept
+        if checked:
+            entries = listed + stored
+        else:
+            check = {"num_landmarks": num_landmarks, "spatial_dims": spatial_dims, "name": name, "skip_bad": skip_bad}
+            check["landmark_names"] = landmark_names
+            entries = check_datalist(listed, default_spacing=default_spacing, **check)
+            kept = check_datalist(stored, default_spacing=default_spacing, leave_out_other_dims=True, **check)
+            if len(kept) < len(stored):
+                logger.warning(
+                    f"{name}: left out {len(stored) - len(kept)} datastore images that are not {spatial_dims}D."
+                )
+            entries += kept
         if not entries:
             raise InputError(
                 f"{name}: no {spatial_dims}D entries. (Under MONAI Label: label more images, or give the training a "

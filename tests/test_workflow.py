@@ -125,3 +125,18 @@ def test_every_bad_label_is_named_in_one_error_or_left_out_when_the_config_says_
     assert [item["image"] for item in dataset] == [good[0]["image"], good[1]["image"]]
     left_out = [r.getMessage() for r in caplog.records if "left out (skip_bad)" in r.getMessage()]
     assert len(left_out) == 2 and "short.csv" in left_out[0] and "gone.png" in left_out[1]
+
+
+def test_entries_checked_before_the_split_are_taken_as_they_are(tmp_path):
+    """MONAI Label's training task checks the whole datastore before splitting it; the datasets then read no file
+    twice (the entries here name no files at all) and still take a stored ``label`` as the landmark file."""
+    from bundle.data import LandmarkCacheDataset
+    from bundle.errors import InputError
+
+    entries = [{"image": str(tmp_path / "a.png"), "label": str(tmp_path / "a.mrk.json")}]
+    dataset = LandmarkCacheDataset(entries, None, num_landmarks=6, checked=True, cache_rate=0.0)
+    assert dataset.data == [{**entries[0], "landmarks": entries[0]["label"]}]
+    with pytest.raises(InputError, match="no 2D entries"):
+        LandmarkCacheDataset([], None, num_landmarks=6, checked=True, cache_rate=0.0)
+    with pytest.raises(InputError, match="a.png"):  # unchecked, the missing image is named
+        LandmarkCacheDataset(entries, None, num_landmarks=6, cache_rate=0.0)

@@ -185,16 +185,19 @@ class CheckedDatastore(LocalDatastore):
         reasons = []
         for model in self.models:
             settings = (model.num_landmarks, model.spatial_dims, model.assumed_spacing)
-            try:
-                check_entry({"image": image}, *settings, require_landmarks=False)
-            except OtherDimensionsError:
-                continue  # another model's image
             path = label
             try:
                 path = _in_model_order(label, label_info, model, scratch)
                 entry = {"image": image, "landmarks": path}
                 landmarks = check_entry(entry, *settings, landmark_names=model.landmark_names)
-            except InputError as e:  # named after the upload, not the server's copy of it
+            except OtherDimensionsError:
+                continue  # another model's image
+            except InputError as e:
+                try:  # the label may have failed for this model only because the image is another model's
+                    check_entry({"image": image}, *settings, require_landmarks=False)
+                except OtherDimensionsError:
+                    continue
+                # named after the upload, not the server's copy of it
                 reasons.append(f"{model.name}: " + str(e).replace(path, "the label").replace(label, "the label"))
                 continue
             world = [[round(float(v), 4) for v in point] for point in landmarks.coordinates]
@@ -226,11 +229,12 @@ def _in_model_order(label: str, label_info: dict, model: ServedModel, scratch: s
     values = itk.array_view_from_image(image)
     index = {name.lower(): k + 1 for k, name in enumerate(model.landmark_names)}
     table = np.zeros(max(int(values.max(initial=0)), len(segments)) + 1, dtype=np.int64)
+    present = set(np.unique(values).tolist())  # one pass over the volume, not one per segment
     for position, segment in enumerate(segments, start=1):
         name = str(segment.get("name", "")) if isinstance(segment, dict) else ""
         if name.lower() in index:
             table[position] = index[name.lower()]
-        elif np.any(values == position):
+        elif position in present:
             raise InputError(f"segment '{name}' (value {position}) is not a landmark of {model.name}.")
     ordered = itk.image_from_array(table[np.asarray(values, dtype=np.int64)].astype(np.uint16))
     ordered.CopyInformation(image)
@@ -258,6 +262,11 @@ class LandmarkTrainTask(BundleTrainTask):
             )
         logger.info(f"{self.model.name}: training on {len(checked)} of the datastore's {len(entries)} labelled images")
         return [{"image": e["image"], "label": e["label"]} for e in checked]
+
+    def _update_overrides(self, overrides):
+        # the datastore was checked whole above, before MONAI Label split it: the datasets take the splits as they are
+        overrides.update({"train#dataset#checked": True, "validate#dataset#checked": True})
+        return overrides
 
 
 @contextlib.contextmanager
