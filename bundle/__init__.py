@@ -27,6 +27,7 @@ from .data import (
 )
 from .io import LandmarkFileError, Landmarks, read_landmarks, write_landmarks
 from .io.files import refuse_existing
+from .landmark_set import LandmarkSet, bundled_landmark_set, load_landmark_set
 from .losses import CentralLoss, HeatmapFocalLoss
 from .metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from .networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
@@ -35,6 +36,7 @@ from .workflow import check_outputs, latest_checkpoint, lower_is_better
 
 __all__ = [
     "as_bool",
+    "bundled_landmark_set",
     "CentralLoss",
     "ChannelSpatialAttention",
     "CoorTransformerBlock",
@@ -42,6 +44,7 @@ __all__ = [
     "GaussianHeatmapCodec",
     "HeatmapFocalLoss",
     "LandmarkFileError",
+    "LandmarkSet",
     "Landmarks",
     "MeanRadialError",
     "SuccessfulDetectionRate",
@@ -54,6 +57,7 @@ __all__ = [
     "inference_list",
     "latest_checkpoint",
     "load_datalist",
+    "load_landmark_set",
     "lower_is_better",
     "radial_errors",
     "read_landmarks",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bundle import bundled_landmark_set
 from bundle.analysis import MeasurementSet
 from bundle.errors import InputError, run_main
 
@@ -93,8 +94,8 @@ def agreement(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 
 def study(predicted: dict, senior: dict, junior: dict, splits: list[str], radii: dict | None = None) -> dict:
-    config = json.loads((REPO / "configs" / "inference.json").read_text())
-    measurements = MeasurementSet(config["measurements"], config["landmark_names"])
+    cephalometric = bundled_landmark_set("isbi2015")
+    measurements = MeasurementSet(cephalometric.measurements, cephalometric.names)
     mean = {i: (senior[i] + junior[i]) / 2 for i in senior}
     result = {}
     for split in splits:

@@ -37,7 +37,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.transforms import Flip, GaussianSmooth, MapTransform, Resize, Rotate90, SpatialCrop, SpatialPad
 
-from bundle import load_datalist
+from bundle import bundled_landmark_set, load_datalist
 from bundle.errors import InputError, run_main
 from bundle.geometry import affine_spacing, map_points
 from bundle.metrics import summarise_trust
@@ -324,7 +324,7 @@ def main(argv=None) -> None:
         return
     if not args.datalist:
         parser.error("--datalist is needed to measure")
-    names = json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"]
+    names = bundled_landmark_set("isbi2015").names
     rows, pooled = [], {"errors": [], "radii": [], "review": []}
     for kind in args.kinds:
         run = evaluate(args.datalist, args.split, kind, args.ckpt_dir, args.config_file, args.refine == "true")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bundle import load_datalist
+from bundle import bundled_landmark_set, load_datalist
 from bundle.data import configurations_from_datalist
 from bundle.errors import run_main
 from bundle.shape import ShapeModel
@@ -38,7 +38,7 @@ THRESHOLDS = (13.8, 18.4)  # chi-square with 2 degrees of freedom at 0.999 and 0
 
 def configurations(datalist: str, splits=("training", "validation")) -> tuple[np.ndarray, list[str]]:
     """(N, K, D) annotated configurations in the network's frame, and the landmark names."""
-    names = json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"]
+    names = bundled_landmark_set("isbi2015").names
     entries = [e for split in splits for e in load_datalist(datalist, split)]
     return configurations_from_datalist(entries, len(names)), names
 

@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bundle import Landmarks
+from bundle import Landmarks, bundled_landmark_set
 from bundle import io as bundle_io
 from bundle import read_landmarks, write_landmarks
 
@@ -185,8 +185,8 @@ def test_info_lists_landmarks_as_labels_one_to_k(server):
     info = json.loads(_request(f"{server['url']}/info/"))
     assert set(info["models"]) == {CEPH, AFIDS} and set(info["trainers"]) == {CEPH, AFIDS}
     names = {
-        CEPH: json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"],
-        AFIDS: json.loads((REPO / "configs" / "afids3d.json").read_text())["landmark_names"],
+        CEPH: bundled_landmark_set("isbi2015").names,
+        AFIDS: bundled_landmark_set("afids").names,
     }
     for model, dimension in ((CEPH, 2), (AFIDS, 3)):
         description = info["models"][model]
@@ -304,7 +304,7 @@ def test_2d_train_on_jpeg_cephalograms_with_slicer_and_csv_labels(server, tmp_pa
     from scripts.prepare_isbi2015 import SPACING, load_source
 
     _, pixels = load_source(ISBI)
-    names = json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"]
+    names = bundled_landmark_set("isbi2015").names
     for i, stem in enumerate(server["cephalograms"]):
         truth = Landmarks(pixels["mean"][int(stem)] * SPACING, names)  # world mm at the ISBI 0.1 mm per pixel
         # as 3D Slicer saves points placed on the JPEG (its frame of a picture), or a CSV in mm
@@ -345,7 +345,7 @@ def _slicer_upload(server, image: str, labels: np.ndarray, info: dict, path: Pat
     """Upload a 2D label as 3D Slicer's Submit Label does: a label map volume of one slice (int16, in Slicer's frame
     of a picture), its values numbered along Slicer's segment list, which is /info's labels of every served model."""
     names = info["labels"]
-    shift = names.index(json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"][0])
+    shift = names.index(bundled_landmark_set("isbi2015").names[0])
     volume = np.where(labels > 0, labels + shift, 0).astype(np.int16)[..., None]
     nib.save(nib.Nifti1Image(volume, np.diag([-1.0, -1.0, 1.0, 1.0])), str(path))
     params = {"label_info": [{"name": n, "idx": i + 1} for i, n in enumerate(names)], "client_id": "user-xyz"}
@@ -416,7 +416,7 @@ def test_a_label_image_edited_in_slicer_is_read_as_landmarks_and_trained_on(serv
     assert int(re.findall(training, server["log"].read_text())[-1]) >= 2
 
 
-CEPH_FIRST = json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"][0]
+CEPH_FIRST = bundled_landmark_set("isbi2015").names[0]
 
 
 def _put_label(server, image: str, path: Path) -> tuple:
@@ -448,7 +448,7 @@ def test_bad_requests_get_a_4xx_with_the_reason_and_the_server_stays_up(server, 
             r"broken\.jpg: the image cannot be read",
         ),
     }
-    names = json.loads((REPO / "configs" / "inference.json").read_text())["landmark_names"]
+    names = bundled_landmark_set("isbi2015").names
     short = write_landmarks(tmp_path / "short.csv", Landmarks(np.full((18, 2), 5.0), names[:18]))
     cases["a label of 18 points"] = (
         _put_label(server, "demo002", short),

@@ -10,8 +10,9 @@ import subprocess
 
 import pytest
 
+from bundle import bundled_landmark_set
 from tests.conftest import run_inference
-from tests.test_workflows import CONFIGS, REPO
+from tests.test_workflows import REPO
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = [
@@ -45,7 +46,7 @@ def test_the_run_writes_the_report_and_the_measurement_table(report):
     assert page.startswith("<!DOCTYPE html>") and page.count("<h2>") == 2
     assert "data:image/jpeg;base64," in page and not re.search(r"""(src|href)=["']?(https?:|file:|//)""", page)
     rows = (report / "measurements.csv").read_text().splitlines()
-    names = [m["name"] for m in json.loads((CONFIGS / "inference.json").read_text())["measurements"]]
+    names = [m["name"] for m in bundled_landmark_set("isbi2015").measurements]
     assert len(rows) == 1 + 2 * len(names) and rows[0].startswith("image,measurement,value,unit,interval_low")
     record = json.loads((report / "001.json").read_text())
     assert set(record["measurements"]) == set(names) and record["plausible"] is False

@@ -17,6 +17,7 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
+from bundle import bundled_landmark_set
 from tests.conftest import REPO_ROOT, shared_data
 
 CONFIGS = REPO_ROOT / "configs"
@@ -64,7 +65,7 @@ def test_the_model_card_and_the_metadata_describe_these_weights():
     digest = hashlib.sha256(MODEL.read_bytes()).hexdigest()
     assert digest in (REPO_ROOT / "docs" / "README.md").read_text()
     metadata = json.loads((CONFIGS / "metadata.json").read_text())
-    names = _inference_config()["landmark_names"]
+    names = bundled_landmark_set("isbi2015").names
     assert list(metadata["network_data_format"]["outputs"]["pred"]["channel_def"].values()) == names
     assert metadata["version"] in metadata["changelog"]
     assert metadata["eval_metrics"]["sha256"] == digest
@@ -94,7 +95,7 @@ def test_a_folder_of_plain_images_gets_the_19_landmarks_at_an_assumed_spacing(tm
     # noise is no cephalogram: the spacing stays assumed (nothing to estimate it from), and all is flagged
     assert result["spacing"] == [0.1, 0.1] and result["spacing_source"] == "assumed" and result["plausible"] is False
     assert all(item["review"] and "image_implausible" in item["review_reasons"] for item in result["landmarks"])
-    assert [item["name"] for item in result["landmarks"]] == _inference_config()["landmark_names"]
+    assert [item["name"] for item in result["landmarks"]] == bundled_landmark_set("isbi2015").names
     for item in result["landmarks"]:
         assert item["world"] == pytest.approx([0.1 * p for p in item["pixel"]])
     rows = list(csv.reader((tmp_path / "out" / "landmarks.csv").open()))

@@ -18,7 +18,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from bundle import check_datalist, load_datalist, read_landmarks
+from bundle import bundled_landmark_set, check_datalist, load_datalist, read_landmarks
 from tools.make_demo_data import write as write_demo_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def test_a_stopped_training_resumes_and_continues_the_epoch_count(trained, tmp_p
 def test_evaluate_writes_per_image_errors_and_a_report(trained, tmp_path):
     _run(_workflow(EVALUATE, "infer", trained, output_dir=str(tmp_path)))
     rows = (tmp_path / "landmark_errors.csv").read_text().splitlines()
-    names = json.loads((CONFIGS / "demo.json").read_text())["landmark_names"]
+    names = bundled_landmark_set("demo").names
     assert rows[0].split(",")[1:] == names + [f"{n} radius" for n in names] + [f"{n} review" for n in names]
     assert len(rows) == 1 + 2  # two test images
     report = json.loads((tmp_path / "landmark_report.json").read_text())
@@ -345,15 +345,15 @@ def test_ckpt_export_to_torchscript(trained, tmp_path):
 
 def test_metadata_describes_the_network():
     metadata = json.loads((CONFIGS / "metadata.json").read_text())
-    train = json.loads((CONFIGS / "train.json").read_text())
+    names = bundled_landmark_set("isbi2015").names
     output = metadata["network_data_format"]["outputs"]["pred"]
-    assert output["num_channels"] == train["num_landmarks"]
-    assert list(output["channel_def"].values()) == train["landmark_names"]
+    assert output["num_channels"] == len(names)
+    assert list(output["channel_def"].values()) == names
     # the first output is what MONAI Label reads: /info's labels (0 background, landmark k is k + 1) and the label
     # image that /infer returns
     first, label = next(iter(metadata["network_data_format"]["outputs"].items()))
     assert first == "label" and label["num_channels"] == 1
-    assert label["channel_def"] == {"0": "background", **{str(k + 1): n for k, n in enumerate(train["landmark_names"])}}
+    assert label["channel_def"] == {"0": "background", **{str(k + 1): n for k, n in enumerate(names)}}
     assert metadata["pytorch_version"] == torch.__version__.split("+")[0]
 
 

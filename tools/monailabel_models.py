@@ -35,7 +35,14 @@ from bundle.errors import InputError, MissingFileError, OutputExistsError, run_m
 
 REPO = Path(__file__).resolve().parents[1]
 CEPHALOMETRIC, AFIDS = "coortransformer_landmarks", "afids_landmarks"
-CODE = ("LICENSE", "bundle", "docs/data_license.txt", "configs/logging.conf", "configs/multi_gpu_train.json")
+CODE = (
+    "LICENSE",
+    "bundle",
+    "docs/data_license.txt",
+    "configs/logging.conf",
+    "configs/multi_gpu_train.json",
+    "configs/landmark_sets",
+)
 
 
 def write_cephalometric(folder: Path, root: Path = REPO) -> Path:
@@ -59,9 +66,13 @@ def write_afids(folder: Path, weights: Path, root: Path = REPO) -> Path:
         config = _merged([root / "configs" / name, overlay])
         config["ckpt_dir"] = "$@bundle_root + '/models'"  # MONAI Label reads models/model.pt of the folder
         _write_json(folder / "configs" / name, config)
-    train = json.loads((folder / "configs" / "train.json").read_text())
+    train = ConfigParser()
+    train.read_config(str(folder / "configs" / "train.json"))
+    train["bundle_root"] = str(folder)
     metadata = json.loads((root / "configs" / "metadata.json").read_text())
-    _write_json(folder / "configs" / "metadata.json", afids_metadata(metadata, train["landmark_names"]))
+    _write_json(
+        folder / "configs" / "metadata.json", afids_metadata(metadata, train.get_parsed_content("landmark_names"))
+    )
     _copy_weights(weights, folder)
     return folder
 

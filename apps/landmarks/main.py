@@ -70,6 +70,7 @@ class ServedModel:
     def read(cls, name: str, folder: str) -> "ServedModel":
         parser = ConfigParser()
         parser.read_config(os.path.join(folder, "configs", "train.json"))
+        parser["bundle_root"] = folder  # the landmark set is read through it
         value = parser.get_parsed_content
         return cls(
             name,

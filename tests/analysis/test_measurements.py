@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from bundle import bundled_landmark_set
 from bundle.analysis import MeasurementSet
 from tests.conftest import REPO_ROOT, shared_data
 
-INFERENCE = json.loads((REPO_ROOT / "configs" / "inference.json").read_text())
-NAMES, DEFINITIONS = INFERENCE["landmark_names"], INFERENCE["measurements"]
+CEPHALOMETRIC = bundled_landmark_set("isbi2015")
+NAMES, DEFINITIONS = CEPHALOMETRIC.names, CEPHALOMETRIC.measurements
 ISBI = ["SNA", "SNB", "ANB", "ODI", "APDI", "FHI", "FMA", "MW"]
 
 

@@ -14,6 +14,7 @@ from monai.data import MetaTensor
 from monai.engines import Evaluator
 from monai.transforms import Compose, RandAffined, RandGaussianNoised
 
+from bundle import bundled_landmark_set
 from bundle.handlers import (
     BestModelSaver,
     LandmarkReportWriter,
@@ -258,7 +259,7 @@ def test_the_shape_model_writer_fits_the_training_landmarks_in_the_image_frame(t
     from tests.conftest import REPO_ROOT
 
     entries = load_datalist(REPO_ROOT / "data" / "demo" / "datalist.json", "training")
-    names = json.loads((REPO_ROOT / "configs" / "demo.json").read_text())["landmark_names"]
+    names = bundled_landmark_set("demo").names
     writer = ShapeModelWriter(SimpleNamespace(data=entries), tmp_path / "shape_model.json", names, modes=3)
     trainer = Engine(lambda e, b: None)
     writer.attach(trainer)

@@ -1,11 +1,9 @@
-import json
-
 import itk
 import numpy as np
 import pytest
 from PIL import Image
 
-from bundle import check_datalist, load_datalist, read_landmarks
+from bundle import bundled_landmark_set, check_datalist, load_datalist, read_landmarks
 from scripts.prepare_chest import prepare as prepare_chest
 from scripts.prepare_chest import read_label
 from scripts.prepare_hand import prepare as prepare_hand
@@ -81,10 +79,11 @@ def test_overlays_build_with_train_and_inference(tmp_path):
         for base in ("train.json", "inference.json"):
             parser = ConfigParser()
             parser.read_config([f"configs/{base}"] + [f"configs/{name}" for name in overlay])
-            parser["bundle_root"] = "root"
+            parser["bundle_root"] = "."
             network = parser.get_parsed_content("network_def")
-            assert network.head.out_channels == parser["num_landmarks"] == len(parser["landmark_names"]), overlay
+            names = parser.get_parsed_content("landmark_names")
+            assert network.head.out_channels == parser.get_parsed_content("num_landmarks") == len(names), overlay
             # weights trained by an overlay go to their own git-ignored folder (models/<name>/), never over the
             # shipped models/model.pt
-            assert parser.get_parsed_content("ckpt_dir") == "root/models/" + overlay[0][: -len(".json")], overlay
-    assert json.loads(open("configs/hand.json").read())["normalize_pair"] == [1, 5]
+            assert parser.get_parsed_content("ckpt_dir") == "./models/" + overlay[0][: -len(".json")], overlay
+    assert bundled_landmark_set("hand").normalize_pair == [1, 5]

@@ -9,6 +9,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from bundle import bundled_landmark_set
 from tools.monailabel_models import AFIDS, CEPHALOMETRIC, write_models
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,17 +33,17 @@ def _config(folder: Path, name: str) -> ConfigParser:
 
 def test_the_afids_folder_states_the_3d_model_in_each_config_monai_label_reads(app):
     folder = app / "model" / AFIDS
-    overlay = json.loads((REPO / "configs" / "afids3d.json").read_text())
+    names = bundled_landmark_set("afids").names
     for name in ("inference.json", "train.json"):
         parser = _config(folder, name)
-        assert parser["spatial_dims"] == 3 and parser["landmark_names"] == overlay["landmark_names"]
+        assert parser.get_parsed_content("spatial_dims") == 3 and parser.get_parsed_content("landmark_names") == names
         assert parser.get_parsed_content("ckpt_dir") == f"{folder}/models"  # MONAI Label reads models/model.pt
         network = parser.get_parsed_content("network_def")
         assert network(torch.zeros(1, 1, 16, 16, 16)).shape == (1, 32, 16, 16, 16)
     metadata = json.loads((folder / "configs" / "metadata.json").read_text())
     outputs = metadata["network_data_format"]["outputs"]
     assert list(outputs) == ["label", "pred"] and outputs["pred"]["num_channels"] == 32
-    assert list(outputs["label"]["channel_def"].values()) == ["background", *overlay["landmark_names"]]
+    assert list(outputs["label"]["channel_def"].values()) == ["background", *names]
     assert metadata["eval_metrics"] == {}  # none of the cephalometric model's results
     assert (folder / "models" / "model.pt").read_bytes() == b"weights"
     assert (folder / "bundle" / "transforms" / "label_map.py").is_file()
