@@ -302,13 +302,6 @@ def test_running_from_another_folder_with_bundle_root(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_verify_metadata():
-    _cli(
-        "verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", "tests/data/meta_schema_20240725.json"
-    )
-
-
-@pytest.mark.slow
 def test_verify_net_in_out():
     _cli(
         "verify_net_in_out",
@@ -341,20 +334,6 @@ def test_ckpt_export_to_torchscript(trained, tmp_path):
     network.load_state_dict(torch.load(trained / "models" / "model.pt", weights_only=True))
     x = torch.rand(1, 1, 32, 32)
     torch.testing.assert_close(scripted(x), network(x))
-
-
-def test_metadata_describes_the_network():
-    metadata = json.loads((CONFIGS / "metadata.json").read_text())
-    names = bundled_landmark_set("isbi2015").names
-    output = metadata["network_data_format"]["outputs"]["pred"]
-    assert output["num_channels"] == len(names)
-    assert list(output["channel_def"].values()) == names
-    # the first output is what MONAI Label reads: /info's labels (0 background, landmark k is k + 1) and the label
-    # image that /infer returns
-    first, label = next(iter(metadata["network_data_format"]["outputs"].items()))
-    assert first == "label" and label["num_channels"] == 1
-    assert label["channel_def"] == {"0": "background", **{str(k + 1): n for k, n in enumerate(names)}}
-    assert metadata["pytorch_version"] == torch.__version__.split("+")[0]
 
 
 # keys that train.json and inference.json both hold but mean to differ, and why
