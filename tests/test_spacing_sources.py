@@ -21,7 +21,7 @@ SPACING = 0.125
 
 def _dicom(path, pixels: np.ndarray, tag: str | None) -> None:
     """A DX DICOM of ``pixels`` (rows, columns), its spacing in ``tag`` (or none)."""
-    pydicom = pytest.importorskip("pydicom", reason="pydicom (requirements-dev.txt) writes the test's DICOM files")
+    import pydicom  # requirements-dev.txt: writes the test's DICOM files
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -41,7 +41,9 @@ def _dicom(path, pixels: np.ndarray, tag: str | None) -> None:
         setattr(data, tag, [SPACING, SPACING])
     data.PixelData = pixels.astype(np.uint16).tobytes()
     data.save_as(str(path), enforce_file_format=True)
-    assert pydicom is not None
+    written = pydicom.dcmread(str(path))  # the file holds the spacing in that tag alone, or none
+    for name in ("PixelSpacing", "ImagerPixelSpacing"):
+        assert (list(getattr(written, name)) == [SPACING, SPACING]) if name == tag else name not in written
 
 
 def _files(folder, pixels: np.ndarray) -> dict:

@@ -220,7 +220,20 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path
     ]
     result = _run_group(command, cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (tmp_path / "models" / "model.pt").exists()
+    _assert_a_demo_training_wrote(tmp_path)
+
+
+def _assert_a_demo_training_wrote(root: Path) -> None:
+    """What one epoch of the demo training leaves under ``root``: the network's own flat state dict (no DDP
+    ``module.`` prefix: the file loads into the plain network), the demo set's shape model, and the resume
+    checkpoint of epoch 1."""
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    network = _network(*DEMO)
+    assert list(state) == list(network.state_dict())
+    network.load_state_dict(state)
+    shape = json.loads((root / "models" / "shape_model.json").read_text())
+    assert shape["names"] == bundled_landmark_set("demo").names and shape["count"] == 4
+    assert [p.name for p in (root / "runs" / "checkpoints").iterdir()] == ["resume_checkpoint_epoch=1.pt"]
 
 
 def _torchrun(run_id: str, configs: list[str], overrides: dict, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -298,7 +311,8 @@ def test_running_from_another_folder_with_bundle_root(trained, tmp_path):
         "[32,32]",
     ]
     _cli(*args, cwd=tmp_path)
-    assert (tmp_path / "models" / "model.pt").exists()
+    _assert_a_demo_training_wrote(tmp_path)  # the configs, the landmark set and the code found through bundle_root
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "models", "runs"]  # nothing else written here
 
 
 @pytest.mark.slow

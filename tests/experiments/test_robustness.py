@@ -24,7 +24,9 @@ def test_intensity_perturbations_keep_the_grid_and_change_the_values():
         assert not torch.allclose(image.float(), original.float()), kind
     inverted = Perturbd("inverted")(_image())["image"]
     torch.testing.assert_close(inverted + original, torch.full_like(original, 200.0))
-    assert Perturbd("none")(_image())["image"] is not None
+    unchanged = Perturbd("none")(_image())["image"]
+    torch.testing.assert_close(unchanged.as_tensor(), original.as_tensor())
+    torch.testing.assert_close(unchanged.meta["source_affine"], original.affine)
 
 
 def test_geometric_perturbations_keep_world_positions():
@@ -36,8 +38,14 @@ def test_geometric_perturbations_keep_world_positions():
     assert wide.shape == (1, 670, 84) and float(wide[0, 70:].abs().max()) == 0
     point = torch.tensor([[12.0, 30.0]])
     torch.testing.assert_close(map_points(point, wide.affine), map_points(point, original.affine))
-    cropped = Perturbd("crop_top")(_image())["image"]  # 40 mm off the top: 400 rows of 0.1 mm... of 84
-    assert cropped.meta["spatial_shape"] == list(cropped.shape[1:])
+    tall = {"image": MetaTensor(torch.arange(70 * 500.0).reshape(1, 70, 500), affine=original.affine.clone())}
+    cropped = Perturbd("crop_top")(tall)["image"]  # 40 mm off the top: 400 rows of 0.1 mm, 100 left
+    assert cropped.shape == (1, 70, 100) and cropped.meta["spatial_shape"] == [70, 100]
+    assert float(cropped[0, 12, 30]) == float(tall["image"][0, 12, 430])  # the same anatomy...
+    torch.testing.assert_close(  # ...at the same place in the world
+        map_points(torch.tensor([[12.0, 30.0]]), cropped.affine),
+        map_points(torch.tensor([[12.0, 430.0]]), original.affine),
+    )
 
 
 @pytest.mark.parametrize("kind", ["mirrored", "rotated_90", "rotated_180", "unknown_0.125"])

@@ -25,12 +25,16 @@ def test_the_quantile_is_the_rank_conformal_prediction_asks_for():
     errors = np.arange(1.0, 41.0).reshape(20, 2)
     features = np.ones((20, 2, 2))
     calibration = ErrorCalibration.fit(errors, features, coverages=(0.9,))
-    radii = calibration.radius(features[0], 0.9)
-    n = errors.size
-    rank = math.ceil((n + 1) * 0.9)
-    assert radii[0] / calibration.scales[0] == pytest.approx(calibration.quantiles[0.9])
-    # the radius of landmark 0 covers the errors of landmark 0 at about the stated rate on these very images
-    assert np.mean(errors[:, 0] <= radii[0]) >= 0.85 and rank == 37
+    # by hand: each image's scores over its landmark's scale fitted without it (the geometric mean of the others)
+    scores = []
+    for i in range(20):
+        others = np.delete(errors, i, 0)
+        scores.extend(errors[i] / np.exp(np.log(others).mean(0)))
+    scores = np.sort(scores)
+    rank = math.ceil((40 + 1) * 0.9)  # 37 of 40
+    assert calibration.quantiles[0.9] == pytest.approx(scores[rank - 1], rel=1e-12)
+    assert scores[rank - 2] < calibration.quantiles[0.9] < scores[rank]  # not one rank off either way
+    assert calibration.count == 40 and calibration.images == 20
 
 
 def test_radii_cover_fresh_exchangeable_data_at_the_stated_rate():
