@@ -7,17 +7,11 @@ a ``FileExistsError``), :class:`MissingFileError` (weights, a shape model; a ``F
 MONAI's config machinery wraps them ("Failed to instantiate component ...", "Failed to evaluate ConfigExpression
 ..."), so the useful line would sit dozens of lines up a double traceback.
 
-:func:`install_error_summary` (the configs' ``run`` lists call it first) makes an uncaught error whose chain holds a
-:class:`BundleError` end the run with that one line, ``error: ...``, and no traceback, unless the run asks for one
-(``--debug true``, or the environment variable ``BUNDLE_DEBUG=1``). Every other error (a bug, MONAI's or Python's
-own failures) keeps its traceback. The command-line scripts call :func:`run_main`, which does the same.
+:mod:`bundle.error_line` ends a run that failed with such an error in one line; :func:`user_error` finds it under
+the wrappers.
 """
 
 from __future__ import annotations
-
-import os
-import sys
-from typing import Callable
 
 __all__ = [
     "BundleError",
@@ -26,11 +20,7 @@ __all__ = [
     "MissingFileError",
     "DivergedError",
     "user_error",
-    "install_error_summary",
-    "run_main",
 ]
-
-DEBUG_VARIABLE = "BUNDLE_DEBUG"
 
 
 class BundleError(Exception):
@@ -63,46 +53,3 @@ def user_error(error: BaseException | None) -> BundleError | None:
             return error
         error = error.__cause__ if error.__cause__ is not None or error.__suppress_context__ else error.__context__
     return None
-
-
-def _one_line(error: BaseException) -> str:
-    return "error: " + " ".join(str(error).split())
-
-
-def _debugging(debug: bool = False) -> bool:
-    return bool(debug) or os.environ.get(DEBUG_VARIABLE, "").strip().lower() in ("1", "true", "yes")
-
-
-def _summary_hook(previous, debug: bool):
-    def hook(exc_type, exc, tb):
-        found = user_error(exc)
-        if found is None or _debugging(debug):
-            previous(exc_type, exc, tb)
-        if found is not None:
-            print(_one_line(found), file=sys.stderr)
-
-    hook.error_summary = True
-    return hook
-
-
-def install_error_summary(debug: bool = False) -> None:
-    """Make an uncaught error whose chain holds a :class:`BundleError` end the run with its one line (and its
-    traceback above it only with ``debug`` or ``BUNDLE_DEBUG=1``)."""
-    from .switches import as_bool
-
-    previous = getattr(sys.excepthook, "previous", sys.excepthook)
-    hook = _summary_hook(previous, as_bool(debug, "debug"))
-    hook.previous = previous
-    sys.excepthook = hook
-
-
-def run_main(main: Callable[[], int | None]) -> int:
-    """Run a script's ``main``; a :class:`BundleError` becomes one ``error: ...`` line on stderr and exit status 1,
-    without a traceback (with one too under ``BUNDLE_DEBUG=1``). Other errors propagate with their tracebacks."""
-    try:
-        return main() or 0
-    except BundleError as e:
-        if _debugging():
-            raise
-        print(_one_line(e), file=sys.stderr)
-        return 1

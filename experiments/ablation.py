@@ -41,7 +41,8 @@ import numpy as np
 from scipy import stats
 
 from bundle.data import datalist_stems, load_datalist
-from bundle.errors import InputError, MissingFileError, run_main
+from bundle.error_line import run_main
+from bundle.errors import InputError, MissingFileError
 from bundle.io import read_landmarks, write_landmarks
 from bundle.metrics import error_figures, read_error_table
 

@@ -20,7 +20,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from bundle.data import load_datalist
-from bundle.errors import run_main
+from bundle.error_line import run_main
 from bundle.transforms import DecodeLandmarksd
 
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from bundle import bundled_landmark_set
 from bundle.analysis import MeasurementSet
-from bundle.errors import InputError, run_main
+from bundle.error_line import run_main
+from bundle.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = {"test1": range(151, 301), "test2": range(301, 401)}

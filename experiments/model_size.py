@@ -15,7 +15,7 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from bundle.errors import run_main
+from bundle.error_line import run_main
 from bundle.networks import CoorTransformerDetector
 
 

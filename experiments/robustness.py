@@ -38,7 +38,8 @@ from monai.bundle import ConfigParser
 from monai.transforms import Flip, GaussianSmooth, MapTransform, Resize, Rotate90, SpatialCrop, SpatialPad
 
 from bundle import bundled_landmark_set, load_datalist
-from bundle.errors import InputError, run_main
+from bundle.error_line import run_main
+from bundle.errors import InputError
 from bundle.geometry import affine_spacing, map_points
 from bundle.metrics import summarise_trust
 from bundle.transforms import LoadLandmarksd, PixelSpacingd

@@ -27,7 +27,7 @@ import numpy as np
 
 from bundle import bundled_landmark_set, load_datalist
 from bundle.data import configurations_from_datalist
-from bundle.errors import run_main
+from bundle.error_line import run_main
 from bundle.shape import ShapeModel
 
 REPO = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ import numpy as np
 from scipy import stats
 
 from bundle.data import datalist_stems
-from bundle.errors import run_main
+from bundle.error_line import run_main
 from bundle.metrics import error_figures, read_error_table
 
 ARMS = ("fixed", "rl", "adaloss")

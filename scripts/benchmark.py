@@ -52,7 +52,7 @@ from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
 from bundle import CoorTransformerBlock
-from bundle.errors import run_main
+from bundle.error_line import run_main
 from bundle.geometry import map_points
 from bundle.losses import CentralLoss
 from bundle.transforms import DecodeLandmarksd

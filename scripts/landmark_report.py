@@ -33,7 +33,8 @@ from monai.transforms import LoadImage
 from PIL import Image, ImageDraw
 
 from bundle.data import load_datalist
-from bundle.errors import InputError, OutputExistsError, run_main
+from bundle.error_line import run_main
+from bundle.errors import InputError, OutputExistsError
 from bundle.geometry import map_points, spacing_affine
 from bundle.io import NO_GEOMETRY_SUFFIXES, output_stem, read_landmarks
 from bundle.metrics import radial_errors, summarise_errors

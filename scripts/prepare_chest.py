@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bundle.errors import InputError, run_main
+from bundle.error_line import run_main
+from bundle.errors import InputError
 from bundle.io.files import refuse_existing
 
 NUM_LANDMARKS = 6

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from monai.transforms import LoadImage
 
-from bundle.errors import InputError, run_main
+from bundle.error_line import run_main
+from bundle.errors import InputError
 from bundle.geometry import map_points
 from bundle.io.files import refuse_existing
 from bundle.transforms import SqueezeSpatiald

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bundle.errors import InputError, run_main
+from bundle.error_line import run_main
+from bundle.errors import InputError
 from bundle.io.files import refuse_existing
 
 SPACING = 0.1  # mm per pixel

@@ -8,14 +8,13 @@ import sys
 import pytest
 
 from bundle import check_datalist
+from bundle.error_line import install_error_summary, run_main
 from bundle.errors import (
     BundleError,
     DivergedError,
     InputError,
     MissingFileError,
     OutputExistsError,
-    install_error_summary,
-    run_main,
     user_error,
 )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bundle.errors import run_main
+from bundle.error_line import run_main
 from bundle.io.files import refuse_existing
 
 TEMPLATE = "tpl-MNI152NLin2009cAsym_res-01_T1w.nii.gz"

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy.ndimage import gaussian_filter
 
-from bundle.errors import run_main
+from bundle.error_line import run_main
 from bundle.io.files import refuse_existing
 
 SIZE = 192  # pixels per side

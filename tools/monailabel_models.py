@@ -31,7 +31,8 @@ from pathlib import Path
 
 from monai.bundle import ConfigParser
 
-from bundle.errors import InputError, MissingFileError, OutputExistsError, run_main
+from bundle.error_line import run_main
+from bundle.errors import InputError, MissingFileError, OutputExistsError
 
 REPO = Path(__file__).resolve().parents[1]
 CEPHALOMETRIC, AFIDS = "coortransformer_landmarks", "afids_landmarks"

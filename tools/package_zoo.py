@@ -25,7 +25,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from bundle.errors import MissingFileError, OutputExistsError, run_main
+from bundle.error_line import run_main
+from bundle.errors import MissingFileError, OutputExistsError
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE_NAME = "coortransformer_landmarks"  # the folder name: MONAI Label reads a task type from it (not "detection")
