@@ -53,7 +53,7 @@ TARGETS = {
     "bundle/uncertainty/conformal.py": ["tests/uncertainty", "tests/transforms/test_trust.py"],
     "bundle/metrics/trust.py": ["tests/metrics/test_trust.py"],
     "bundle/transforms/plausibility.py": ["tests/transforms/test_trust.py"],
-    "bundle/transforms/first_stage.py": ["tests/transforms/test_trust.py"],
+    "bundle/transforms/detector.py": ["tests/transforms/test_trust.py"],
     "bundle/transforms/review.py": ["tests/transforms/test_trust.py"],
     "bundle/io/formats/label_image.py": ["tests/io/test_label_image.py"],
 }

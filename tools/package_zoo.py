@@ -63,8 +63,7 @@ TEST_CASE_1 = [  # train, evaluate: one epoch on the synthetic demo data that sh
 TEST_CASE_2 = [  # inference with the default (cephalometric) config on the demo images, without loading weights
     {{
         "grid_size": [32, 32],
-        "handlers#0#_disabled_": True,
-        "first_stage#weights": None,
+        "detector#weights": None,
         "shape_model_file": BUNDLE_ROOT + "/models/shape_model.json",
         "calibration_file": BUNDLE_ROOT + "/models/calibration.json",
         "dataset_dir": BUNDLE_ROOT + "/data/demo/images",

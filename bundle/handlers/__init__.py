@@ -3,6 +3,7 @@
 from .adaptive_sigma import AdaptiveSigmaHandler, SigmaHistoryWriter
 from .calibration import ErrorCalibrationWriter
 from .checkpoint import BestModelSaver, ResumeCheckpointSaver
+from .distributed import FirstProcessOnly
 from .files import LandmarkFileSaver
 from .finite import NonFiniteGuard
 from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
@@ -18,6 +19,7 @@ __all__ = [
     "AdaptiveSigmaHandler",
     "BestModelSaver",
     "ErrorCalibrationWriter",
+    "FirstProcessOnly",
     "HtmlReportWriter",
     "LandmarkFileSaver",
     "LandmarkReportWriter",

@@ -1,8 +1,9 @@
 """MONAI dictionary transforms, by stage: image preprocessing, landmark targets, decoding, trust, measurements, outputs."""
 
 from .analysis import Measurementsd
+from .chain import chain
 from .decode import DecodeLandmarksd
-from .first_stage import ORIENTATIONS, EstimateSpacingd, FindOrientationd, FirstStagePass, orient
+from .detector import ORIENTATIONS, DetectLandmarksd, LandmarkDetector, orient
 from .image import (
     AsGreyscaled,
     FinitePixelsd,
@@ -21,6 +22,7 @@ from .refine import DecodePatchLandmarkd, RefineLandmarksd, decode_patches
 from .review import REVIEW_REASONS, ErrorRadiusd, FlagLandmarksd
 
 __all__ = [
+    "chain",
     "AsGreyscaled",
     "FinitePixelsd",
     "SqueezeSpatiald",
@@ -39,9 +41,8 @@ __all__ = [
     "GaussianHeatmapd",
     "DecodeLandmarksd",
     "PlausibleLandmarksd",
-    "FirstStagePass",
-    "FindOrientationd",
-    "EstimateSpacingd",
+    "LandmarkDetector",
+    "DetectLandmarksd",
     "ORIENTATIONS",
     "orient",
     "ErrorRadiusd",

@@ -19,23 +19,20 @@ from monai.transforms import MapTransform
 
 from ..errors import InputError
 from ..geometry import affine_spacing, array_frame, map_points
+from ..model_files import read_model_file
 from ..shape import ShapeModel
 
 __all__ = ["PlausibleLandmarksd", "load_shape_model"]
 
-_MODELS: dict = {}
-
 
 def load_shape_model(path: str | os.PathLike, num_landmarks: int | None = None, spatial_dims: int | None = None):
-    """:meth:`ShapeModel.load`, cached by path and modification time (several transforms of one config share it, and
-    a model rewritten by a new training is read again)."""
-    path = os.fspath(path)
-    stamp = os.stat(path).st_mtime_ns if os.path.isfile(path) else None
-    key = (path, stamp, num_landmarks, spatial_dims)
-    if key not in _MODELS:
-        _MODELS.clear()
-        _MODELS[key] = ShapeModel.load(path, num_landmarks, spatial_dims)
-    return _MODELS[key]
+    """:meth:`ShapeModel.load` through the model-file loader (:mod:`bundle.model_files`): read once, and again when
+    the file changes (a new training or a site adaptation rewrites it)."""
+    return read_model_file(
+        path,
+        lambda real: ShapeModel.load(real, num_landmarks, spatial_dims),
+        key=("shape_model", num_landmarks, spatial_dims),
+    )
 
 
 class PlausibleLandmarksd(MapTransform):
@@ -79,18 +76,24 @@ class PlausibleLandmarksd(MapTransform):
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
-        if isinstance(shape_model, ShapeModel):
-            self.model = shape_model
-            if num_landmarks is not None and shape_model.num_landmarks != int(num_landmarks):
+        if isinstance(shape_model, ShapeModel) and num_landmarks is not None:
+            if shape_model.num_landmarks != int(num_landmarks):
                 raise InputError(
                     f"the shape model has {shape_model.num_landmarks} landmarks, the network {num_landmarks}."
                 )
-        else:
-            self.model = load_shape_model(shape_model, num_landmarks, spatial_dims)
+        self.shape_model, self.num_landmarks, self.spatial_dims = shape_model, num_landmarks, spatial_dims
+        _ = self.model  # a missing or mismatched file is an error at once, not at the first image
         if not noise_mm >= 0:
             raise InputError(f"noise_mm must be >= 0, got {noise_mm}.")
         self.ref_key, self.noise_mm, self.prefix = ref_key, float(noise_mm), prefix
         self.choose, self.reseek = bool(choose), bool(reseek)
+
+    @property
+    def model(self) -> ShapeModel:
+        """The shape model, as its file is now."""
+        if isinstance(self.shape_model, ShapeModel):
+            return self.shape_model
+        return load_shape_model(self.shape_model, self.num_landmarks, self.spatial_dims)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
@@ -100,6 +103,7 @@ class PlausibleLandmarksd(MapTransform):
 
     def judge(self, d: Mapping, key: str) -> dict:
         """The keys this transform writes, for the landmarks under ``key`` of ``d`` (``d`` is left unchanged)."""
+        model = self.model
         reference = d[self.ref_key]
         affine = reference.affine
         world = torch.as_tensor(d[key], dtype=torch.float64).cpu().clone()
@@ -110,12 +114,12 @@ class PlausibleLandmarksd(MapTransform):
             scores = torch.as_tensor(d[f"{self.prefix}candidate_scores"], dtype=torch.float64).cpu()
             frame = array_frame(candidates, affine).numpy()
             log_scores = np.log(np.clip(scores.numpy(), 1e-6, None))
-            chosen, fit = self.model.choose(frame, log_scores, noise_mm=self.noise_mm)
+            chosen, fit = model.choose(frame, log_scores, noise_mm=self.noise_mm)
             rows = torch.arange(len(chosen))
             picked = torch.as_tensor(chosen)
             world, confidence = candidates[rows, picked].clone(), scores[rows, picked].clone()
         else:
-            fit = self.model.fit_configuration(array_frame(world, affine).numpy(), noise_mm=self.noise_mm)
+            fit = model.fit_configuration(array_frame(world, affine).numpy(), noise_mm=self.noise_mm)
         implausible = torch.as_tensor(fit.implausible)
         plausible = bool(fit.plausible)
         if not self.choose:  # a judgement of points placed after the first stage's: both must hold

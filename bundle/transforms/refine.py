@@ -16,12 +16,15 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from ..codecs import GaussianHeatmapCodec
-from ..errors import InputError, MissingFileError
+from ..errors import InputError
 from ..geometry import map_points
 from ..io import image_filename
+from ..model_files import load_weights, module_device
 from .patches import patch_affines, sample_patches
 
 __all__ = ["decode_patches", "DecodePatchLandmarkd", "RefineLandmarksd"]
+
+REFINER_MISSING = "train the refiner (configs/refiner.json) or run the first stage alone with --refine false."
 
 
 def decode_patches(
@@ -101,9 +104,10 @@ class RefineLandmarksd(MapTransform):
         network: the refiner, (K, C, *P) -> (K, K, *P) logits.
         codec: the refiner's heatmap codec (its sigma in patch pixels, its decoder).
         patch_size: D pixel counts; spacing: mm per patch pixel (as in the refiner's training).
-        weights: a state dict file (``models/refiner/model.pt``) loaded into ``network`` here, so that whoever builds this
-            transform from the config (a bundle run, MONAI Label's ``BundleInferTask``, which runs no handlers) gets
-            the trained refiner; None: ``network`` is used as it is.
+        weights: a state dict file (``models/refiner/model.pt``) loaded into ``network`` through the model-file loader
+            (:mod:`bundle.model_files`: at the first image, and again when the file changes), so that whoever builds
+            this transform from the config (a bundle run, MONAI Label's ``BundleInferTask``, which runs no handlers,
+            before and after its ``/train``) gets the refiner as its file is now; None: ``network`` is used as it is.
         max_move_mm: the farthest the refiner may move a landmark (None: no limit).
         prefix: of the decoded keys.
 
@@ -127,18 +131,16 @@ class RefineLandmarksd(MapTransform):
         if max_move_mm is not None and not max_move_mm > 0:
             raise InputError(f"max_move_mm must be > 0 or None, got {max_move_mm}.")
         self.max_move_mm = None if max_move_mm is None else float(max_move_mm)
-        if weights is not None:
-            if not os.path.isfile(weights):
-                raise MissingFileError(
-                    f"the refiner's weights {weights} are missing: train them (configs/refiner.json) or run the first "
-                    "stage alone with --refine false."
-                )
-            device = next(network.parameters()).device
-            network.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
-        self.network, self.codec = network, codec
+        self.network, self.codec, self.weights = network, codec, weights
+        self._load()  # a missing file is an error at once, not at the first image
         self.patch_size, self.spacing, self.prefix = [int(s) for s in patch_size], float(spacing), prefix
 
+    def _load(self) -> None:
+        if self.weights is not None:
+            load_weights(self.network, self.weights, "the refiner's weights", REFINER_MISSING)
+
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        self._load()
         d = dict(data)
         for key in self.key_iterator(d):
             image = d[key]
@@ -146,7 +148,7 @@ class RefineLandmarksd(MapTransform):
             count = coarse.shape[0]
             affines = patch_affines(coarse, self.patch_size, self.spacing, image.affine)
             patches = sample_patches(image, image.affine, affines, self.patch_size)
-            device = next(self.network.parameters()).device
+            device = module_device(self.network)
             self.network.eval()
             with torch.inference_mode():
                 logits = self.network(patches.to(device))

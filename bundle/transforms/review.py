@@ -19,6 +19,7 @@ from monai.transforms import MapTransform
 
 from ..errors import InputError
 from ..io import image_filename, loaded_shape
+from ..model_files import read_model_file
 from ..uncertainty import ErrorCalibration
 
 __all__ = ["ErrorRadiusd", "FlagLandmarksd", "REVIEW_REASONS"]
@@ -41,7 +42,9 @@ class ErrorRadiusd(MapTransform):
     (``pred_spread``, ``pred_confidence``). Writes ``pred_error_radius`` (K,) float64 mm and
     ``error_radius_coverage``.
 
-    Without a calibration file the radii are NaN (written as null) and a warning says how to calibrate, once.
+    Without a calibration file the radii are NaN (written as null) and a warning says how to calibrate, once. The file
+    is read through the model-file loader (:mod:`bundle.model_files`), so a calibration rewritten while the
+    transform lives (a site adaptation, MONAI Label's ``/train``) is the one used.
 
     Args:
         keys: the final landmarks (``pred_landmarks``); ``pred_spread``/``pred_confidence`` sit beside them.
@@ -64,23 +67,38 @@ class ErrorRadiusd(MapTransform):
     ):
         super().__init__(keys, allow_missing_keys)
         self.coverage, self.prefix = float(coverage), prefix
+        self.path, self.pipeline, self.num_landmarks = calibration, str(pipeline), num_landmarks
+        self._warned = False
+        _ = self.calibration  # a bad file or an uncalibrated coverage is an error at once, not at the first image
+
+    @property
+    def calibration(self) -> ErrorCalibration | None:
+        """The calibration as its file is now; None (with a warning, once) when there is none."""
         try:
-            self.calibration = ErrorCalibration.load(calibration, pipeline, num_landmarks)
-        except (FileNotFoundError, LookupError) as e:
-            self.calibration = None
-            logger.warning(
-                f"{e} Error radii will be null: calibrate on images that neither trained nor selected the weights "
-                "(README, 'Calibrate the error radii')."
+            found = read_model_file(
+                self.path,
+                lambda real: ErrorCalibration.load(real, self.pipeline, self.num_landmarks),
+                key=("calibration", self.pipeline, self.num_landmarks),
             )
-        if self.calibration is not None and self.coverage not in self.calibration.quantiles:
-            calibrated = sorted(self.calibration.quantiles)
-            raise InputError(f"coverage {coverage} is not calibrated in {calibration} (calibrated: {calibrated}).")
+        except (FileNotFoundError, LookupError) as e:
+            if not self._warned:
+                logger.warning(
+                    f"{e} Error radii will be null: calibrate on images that neither trained nor selected the weights "
+                    "(README, 'Calibrate the error radii')."
+                )
+                self._warned = True
+            return None
+        if self.coverage not in found.quantiles:
+            calibrated = sorted(found.quantiles)
+            raise InputError(f"coverage {self.coverage} is not calibrated in {self.path} (calibrated: {calibrated}).")
+        return found
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
+        calibration = self.calibration
         for key in self.key_iterator(d):
             count = torch.as_tensor(d[key]).shape[0]
-            if self.calibration is None:
+            if calibration is None:
                 radius = np.full(count, np.nan)
             else:
                 features = np.stack(
@@ -90,7 +108,7 @@ class ErrorRadiusd(MapTransform):
                     ],
                     -1,
                 )
-                radius = self.calibration.radius(np.nan_to_num(features, nan=0.0), self.coverage)
+                radius = calibration.radius(np.nan_to_num(features, nan=0.0), self.coverage)
             d[f"{self.prefix}error_radius"] = torch.as_tensor(radius, dtype=torch.float64)
             d["error_radius_coverage"] = self.coverage
         return d

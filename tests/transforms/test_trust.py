@@ -10,11 +10,11 @@ from monai.data import MetaTensor
 from bundle.geometry import map_points
 from bundle.shape import ShapeModel
 from bundle.transforms import (
+    DetectLandmarksd,
     ErrorRadiusd,
-    EstimateSpacingd,
-    FindOrientationd,
     FitToGridd,
     FlagLandmarksd,
+    LandmarkDetector,
     PlausibleLandmarksd,
     orient,
 )
@@ -92,14 +92,24 @@ def test_each_orientation_is_undone_with_the_affine_following(orientation):
         orient(MetaTensor(torch.zeros(1, 4, 4, 4)), "rotated_90")
 
 
-class _Views:
+class _Judge:
+    """A stand-in for the shape judgement: the configuration as it was, and the shape model's population size."""
+
+    def __init__(self, model=None):
+        self.model = model
+
+    def __call__(self, d):
+        return d
+
+
+class _Views(LandmarkDetector):
     """A first stage whose answer is plausible only on one view (told by the view's affine: a flip reflects)."""
 
-    def __init__(self, plausible_on: str):
+    def __init__(self, plausible_on: str, orientations=("mirrored", "rotated_180", "rotated_90", "rotated_270")):
+        super().__init__(torch.nn.Linear(1, 1), [], [], judge=_Judge(), orientations=orientations)
         self.plausible_on, self.calls = plausible_on, []
-        self.to_grid = []
 
-    def __call__(self, d, view):
+    def pass_on(self, d, view):
         flipped = bool(torch.linalg.det(view.affine[:2, :2]) < 0)
         name = "mirrored" if flipped else "other"
         self.calls.append(name)
@@ -109,10 +119,9 @@ class _Views:
 
 
 def test_an_implausible_image_is_tried_in_other_orientations_and_kept_as_found():
-    stage = _Views("mirrored")
-    find = FindOrientationd("fine_image", stage, orientations=["rotated_180", "mirrored", "rotated_90"])
+    stage = _Views("mirrored", orientations=["rotated_180", "mirrored", "rotated_90"])
     d = {"fine_image": _grid(), "shape_plausible": False, "shape_inliers": 2, "shape_implausible": torch.ones(8)}
-    out = find(d)
+    out = DetectLandmarksd("fine_image", stage)(d)
     assert out["orientation"] == "mirrored" and stage.calls == ["other", "mirrored"]  # stops at a plausible view
     assert float(out["fine_image"].affine[0, 0]) < 0  # the refiner cuts its patches from the view
 
@@ -120,22 +129,23 @@ def test_an_implausible_image_is_tried_in_other_orientations_and_kept_as_found()
 def test_a_plausible_image_costs_nothing_and_no_plausible_view_keeps_the_image_as_acquired():
     stage = _Views("mirrored")
     plausible = {"fine_image": _grid(), "shape_plausible": True, "shape_implausible": torch.zeros(8)}
-    assert FindOrientationd("fine_image", stage)(plausible)["orientation"] == "as_acquired" and stage.calls == []
+    assert stage.detect(plausible)["orientation"] == "as_acquired" and stage.calls == []
     nowhere = _Views("nowhere")
     d = {"fine_image": _grid(), "shape_plausible": False, "shape_inliers": 3, "shape_implausible": torch.ones(8)}
-    out = FindOrientationd("fine_image", nowhere)(d)
+    out = nowhere.detect(d)
     assert out["orientation"] == "as_acquired" and out["fine_image"] is d["fine_image"] and len(nowhere.calls) == 4
     with pytest.raises(ValueError, match="unknown orientations"):
-        FindOrientationd("fine_image", stage, orientations=["upside_down"])
+        _Views("mirrored", orientations=["upside_down"])
 
 
-class _Rerun:
+class _Rerun(LandmarkDetector):
     """A first stage that records its calls and answers with the view's own grid."""
 
-    def __init__(self, to_grid):
-        self.to_grid, self.calls = to_grid, 0
+    def __init__(self, to_grid, model):
+        super().__init__(torch.nn.Linear(1, 1), to_grid, [], judge=_Judge(model))
+        self.calls = 0
 
-    def __call__(self, d, view):
+    def pass_on(self, d, view):
         self.calls += 1
         out = dict(d)
         out["image"] = view
@@ -159,8 +169,8 @@ def _assumed_case(model, tmp_path, size_factor: float, fine_shape=(667, 667)):
 
 def test_an_unknown_spacing_is_estimated_from_the_anatomys_size(model, tmp_path):
     d, to_grid = _assumed_case(model, tmp_path, size_factor=1.02)  # the anatomy looks 2 % larger than average
-    stage = _Rerun(to_grid)
-    out = EstimateSpacingd("fine_image", stage, str(tmp_path / "shape.json"))(d)
+    stage = _Rerun(to_grid, model)
+    out = stage.find_spacing(d, "fine_image")
     factor = model.size_mean / d["shape_size"]
     assert (
         out["fine_image"].meta["spacing_source"] == "estimated" and out["image"].meta["spacing_source"] == "estimated"
@@ -174,19 +184,23 @@ def test_an_unknown_spacing_is_estimated_from_the_anatomys_size(model, tmp_path)
 
 def test_a_spacing_far_from_the_assumption_runs_the_first_stage_again(model, tmp_path):
     d, to_grid = _assumed_case(model, tmp_path, size_factor=1.25)
-    stage = _Rerun(to_grid)
-    out = EstimateSpacingd("fine_image", stage, str(tmp_path / "shape.json"))(d)
+    stage = _Rerun(to_grid, model)
+    out = stage.detect(d)  # plausible as acquired: no other view, but the spacing
     assert stage.calls == 1 and out["image"].meta["spacing_source"] == "estimated"
 
 
 def test_a_known_spacing_or_an_implausible_image_keeps_its_spacing(model, tmp_path):
     d, to_grid = _assumed_case(model, tmp_path, size_factor=1.25)
-    stage = _Rerun(to_grid)
-    estimate = EstimateSpacingd("fine_image", stage, str(tmp_path / "shape.json"))
-    out = estimate({**d, "shape_plausible": False})
+    stage = _Rerun(to_grid, model)
+    out = stage.find_spacing({**d, "shape_plausible": False}, "fine_image")
     assert out["fine_image"].meta["spacing_source"] == "assumed" and stage.calls == 0
     known = _grid(0.3, (667, 667), source="given")
-    assert estimate({**d, "fine_image": known})["fine_image"] is known
+    assert stage.find_spacing({**d, "fine_image": known}, "fine_image")["fine_image"] is known
+    without = LandmarkDetector(torch.nn.Linear(1, 1), to_grid, [], judge=_Judge(model), estimate_spacing=False)
+    assert without.detect(d)["fine_image"] is d["fine_image"]  # the switch holds
+    untrusting = LandmarkDetector(torch.nn.Linear(1, 1), to_grid, [], judge=None)
+    out = untrusting.detect({**d, "shape_plausible": False})  # --trust false: no judgement, no search
+    assert out["orientation"] == "as_acquired" and out["fine_image"] is d["fine_image"]
 
 
 def test_error_radii_come_from_the_calibration_or_are_null_with_a_warning(tmp_path, caplog):
