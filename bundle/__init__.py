@@ -31,7 +31,7 @@ from .landmark_set import LandmarkSet, bundled_landmark_set, load_landmark_set
 from .losses import CentralLoss, HeatmapFocalLoss
 from .metrics import MeanRadialError, SuccessfulDetectionRate, radial_errors
 from .networks import ChannelSpatialAttention, CoorTransformerBlock, CoorTransformerDetector
-from .switches import as_bool
+from .switches import Switches, as_bool
 from .workflow import check_outputs, latest_checkpoint, lower_is_better
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "Landmarks",
     "MeanRadialError",
     "SuccessfulDetectionRate",
+    "Switches",
     "check_datalist",
     "check_entry",
     "OtherDimensionsError",

@@ -148,7 +148,8 @@ def test_evaluate_writes_per_image_errors_and_a_report(trained, tmp_path):
     assert rows[0].split(",")[1:] == names + [f"{n} radius" for n in names] + [f"{n} review" for n in names]
     assert len(rows) == 1 + 2  # two test images
     report = json.loads((tmp_path / "landmark_report.json").read_text())
-    assert report["images"] == 2 and set(report["sdr"]) == {"2", "2.5", "3", "4"} and len(report["per_landmark"]) == 6
+    # the demo set's own detection radius (configs/landmark_sets/demo.json), not the cephalometric ones
+    assert report["images"] == 2 and set(report["sdr"]) == {"2"} and len(report["per_landmark"]) == 6
     # no calibration beside these weights: no radius covers anything, and the report says so rather than 0 %
     assert report["trust"]["coverage"] is None and len(report["trust"]["per_landmark"]) == 6
     with pytest.raises(Exception) as raised:
@@ -223,12 +224,16 @@ def test_multi_gpu_config_runs_under_torchrun_with_gloo_on_cpu(trained, tmp_path
     _assert_a_demo_training_wrote(tmp_path)
 
 
-def _assert_a_demo_training_wrote(root: Path) -> None:
-    """What one epoch of the demo training leaves under ``root``: the network's own flat state dict (no DDP
-    ``module.`` prefix: the file loads into the plain network), the demo set's shape model, and the resume
-    checkpoint of epoch 1."""
+def _assert_a_demo_training_wrote(root: Path, small: bool = True) -> None:
+    """What one epoch of the demo training (``small``: with :data:`SMALL`'s network) leaves under ``root``: the
+    network's own flat state dict (no DDP ``module.`` prefix: the file loads into the plain network), the demo set's
+    shape model, and the resume checkpoint of epoch 1."""
     state = torch.load(root / "models" / "model.pt", weights_only=True)
-    network = _network(*DEMO)
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / c) for c in DEMO])
+    if small:
+        parser["network_def#features"] = SMALL["network_def#features"]
+    network = parser.get_parsed_content("network_def")
     assert list(state) == list(network.state_dict())
     network.load_state_dict(state)
     shape = json.loads((root / "models" / "shape_model.json").read_text())
@@ -311,7 +316,7 @@ def test_running_from_another_folder_with_bundle_root(trained, tmp_path):
         "[32,32]",
     ]
     _cli(*args, cwd=tmp_path)
-    _assert_a_demo_training_wrote(tmp_path)  # the configs, the landmark set and the code found through bundle_root
+    _assert_a_demo_training_wrote(tmp_path, small=False)  # configs, landmark set and code found through bundle_root
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "models", "runs"]  # nothing else written here
 
 

@@ -7,12 +7,12 @@ from typing import Callable
 __all__ = ["chain"]
 
 
-def chain(*parts) -> list[Callable]:
+def chain(parts: list) -> list[Callable]:
     """One list of transforms from ``parts``, each a transform, a list of transforms, or None: a component the config
     switched off (``_disabled_``), which MONAI's parser resolves to None where it is referenced by ``@`` (it drops
     only components written inline in a list).
 
-    Example: ``"transforms": "$bundle.transforms.chain(@detect, @refine_landmarks, @review, @outputs)"``.
+    Example: ``"transforms": {"_target_": "bundle.transforms.chain", "parts": ["@detect", "@refine_landmarks"]}``.
     """
     out = []
     for part in parts:
