@@ -12,9 +12,10 @@ A set holds what every config of a model must agree on and what belongs to the a
 - ``tracing``: pairs of names the overlay and the report join with a line, [] for none;
 - ``title``: the report's title.
 
-``configs/inference.json`` and ``configs/train.json`` read the set named by ``landmark_set_file`` (through
-``@bundle_root``, so a run from another folder, MONAI Label's included, finds it); an overlay for another data set
-names its own set instead of cancelling the cephalometric one.
+``configs/inference.json`` and ``configs/train.json`` read the set named by ``landmark_set_file``; an overlay for another
+data set names its own set instead of cancelling the cephalometric one. A relative path is looked up in the working
+folder, then in the bundle's own folder (beside this package), so that ``configs/landmark_sets/isbi2015.json`` is found
+by a run started anywhere, with or without ``--bundle_root`` (MONAI Label's served folders hold the same layout).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .errors import InputError, MissingFileError
 
 __all__ = ["LandmarkSet", "load_landmark_set", "bundled_landmark_set", "LANDMARK_SETS"]
 
-LANDMARK_SETS = Path(__file__).resolve().parents[1] / "configs" / "landmark_sets"  # the bundle root's sets
+BUNDLE_FOLDER = Path(__file__).resolve().parents[1]  # the bundle's root: this package, configs/, models/
+LANDMARK_SETS = BUNDLE_FOLDER / "configs" / "landmark_sets"
 
 _KEYS = {"_desc_", "names", "spatial_dims", "sdr_radii", "normalize_pair", "measurements", "tracing", "title"}
 
@@ -94,6 +96,8 @@ def load_landmark_set(path: str | os.PathLike) -> LandmarkSet:
             the message names the file.
     """
     path = Path(path)
+    if not path.is_absolute() and not path.is_file() and (BUNDLE_FOLDER / path).is_file():
+        path = BUNDLE_FOLDER / path
     if not path.is_file():
         raise MissingFileError(f"the landmark set {path} is missing (configs/landmark_sets/ holds the bundle's sets).")
     try:

@@ -45,7 +45,7 @@ def test_overlays_name_their_own_set_instead_of_cancelling_the_cephalometric_one
             continue
         config = json.loads((CONFIGS / overlay).read_text())
         assert not {"landmark_names", "num_landmarks", "measurements", "tracing"} & set(config), overlay
-        assert config["landmark_set_file"].endswith(f"/configs/landmark_sets/{OVERLAYS[overlay]}.json'"), overlay
+        assert config["landmark_set_file"] == f"configs/landmark_sets/{OVERLAYS[overlay]}.json", overlay
     for name in ("train.json", "inference.json"):
         config = json.loads((CONFIGS / name).read_text())
         assert config["num_landmarks"] == "$len(@landmark_names)"
@@ -113,7 +113,12 @@ def test_a_good_set_keeps_what_it_was_given(tmp_path):
     assert found.num_landmarks == 3
 
 
-def test_a_run_from_another_folder_finds_the_set_through_bundle_root(tmp_path, monkeypatch):
+def test_a_run_from_another_folder_finds_the_bundles_sets_and_a_users_own_set_wins(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    parser = _parsed("inference.json")
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))  # bundle_root left at ".": the working folder
     assert parser.get_parsed_content("num_landmarks") == 19
+    mine = tmp_path / "configs" / "landmark_sets" / "isbi2015.json"  # a user's own file of that name, here
+    mine.parent.mkdir(parents=True)
+    mine.write_text(json.dumps({"names": ["x", "y"]}))
+    assert load_landmark_set("configs/landmark_sets/isbi2015.json").names == ["x", "y"]
