@@ -4,7 +4,7 @@ from .adaptive_sigma import AdaptiveSigmaHandler, SigmaHistoryWriter
 from .calibration import ErrorCalibrationWriter
 from .checkpoint import BestModelSaver, ResumeCheckpointSaver
 from .distributed import FirstProcessOnly
-from .files import LandmarkFileSaver
+from .files import LandmarkFiles, LandmarkFileSaver
 from .finite import NonFiniteGuard
 from .metrics import MeanRadialErrorHandler, SuccessfulDetectionRateHandler
 from .random_state import RandomStates
@@ -21,6 +21,7 @@ __all__ = [
     "ErrorCalibrationWriter",
     "FirstProcessOnly",
     "HtmlReportWriter",
+    "LandmarkFiles",
     "LandmarkFileSaver",
     "LandmarkReportWriter",
     "LandmarkTableWriter",

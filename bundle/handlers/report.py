@@ -9,23 +9,23 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
-from ..io.files import refuse_existing
 from ..metrics import summarise_errors, summarise_trust
-from .distributed import gather
+from .run_file import RunFileWriter
 
 __all__ = ["LandmarkReportWriter"]
 
 logger = logging.getLogger("bundle")
 
 
-class LandmarkReportWriter:
+class LandmarkReportWriter(RunFileWriter):
     """Write ``landmark_errors.csv`` (one row per image, one column per landmark, errors in mm) and
     ``landmark_report.json`` (MRE ± SD and SDR at each radius, overall and per landmark) when the evaluator completes.
 
     It takes the (N, K) errors that :class:`MeanRadialErrorHandler` keeps in ``engine.state.metric_details``
-    (``save_details=True``), and the image file names of the evaluated batches, in the same order. Where the outputs
+    (``save_details=True``), and, in the same order, each output's image file name, error radii and review flags
+    (a :class:`RunFileWriter`: under ``torchrun`` the first process writes everyone's). Where the outputs
     carry error radii and review flags (:class:`bundle.transforms.FlagLandmarksd`), the report adds ``"trust"``: their
     coverage and what the flags catch (:func:`bundle.metrics.summarise_trust`), and the CSV a ``radius`` and a
     ``review`` column per landmark.
@@ -51,41 +51,26 @@ class LandmarkReportWriter:
         self.metric_name = metric_name
         self.radii = [float(r) for r in radii]
         self.overwrite = overwrite
-        self.images: list[str] = []
-        self.radii_mm: list[list[float]] = []
-        self.review: list[list[bool]] = []
 
     @property
     def paths(self) -> tuple[Path, Path]:
         return self.output_dir / "landmark_errors.csv", self.output_dir / "landmark_report.json"
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_names)
-        engine.add_event_handler(Events.COMPLETED, self._write)
-
-    def _started(self, engine: Engine) -> None:
-        refuse_existing(self.paths, self.overwrite, "pass --overwrite true or another --output_dir.")
-        self.images, self.radii_mm, self.review = [], [], []
-
-    def _collect_names(self, engine: Engine) -> None:
-        batch = engine.state.batch
-        items = batch if isinstance(batch, list) else [batch]
-        for item in items:
-            self.images.append(str(item["image"].meta.get("filename_or_obj", len(self.images))))
-        output = engine.state.output
-        for item in output if isinstance(output, list) else [output]:
-            if "pred_review" in item:
-                self.radii_mm.append(torch.as_tensor(item["pred_error_radius"]).double().tolist())
-                self.review.append(torch.as_tensor(item["pred_review"]).bool().tolist())
-
-    def _write(self, engine: Engine) -> None:
-        gathered = gather([(self.images, self.radii_mm, self.review)])  # one exchange: each process's three lists
-        if gathered is None:  # another process than the first (the errors are gathered by the MRE handler)
-            return
-        self.images, self.radii_mm, self.review = (
-            [item for part in parts for item in part] for parts in zip(*gathered)
+    def _item(self, item: dict) -> tuple:
+        """(image file name, error radii or None, review flags or None) of one output."""
+        image = str(item["image"].meta.get("filename_or_obj", "")) if "image" in item else item["result"]["image"]
+        if "pred_review" not in item:
+            return image, None, None
+        return (
+            image,
+            torch.as_tensor(item["pred_error_radius"]).double().tolist(),
+            torch.as_tensor(item["pred_review"]).bool().tolist(),
         )
+
+    def _write(self, records: list[tuple], engine: Engine) -> None:
+        self.images = [image for image, _, _ in records]
+        self.radii_mm = [radii for _, radii, review in records if review is not None]
+        self.review = [review for _, _, review in records if review is not None]
         errors = engine.state.metric_details.get(self.metric_name)
         if errors is None:
             raise RuntimeError(
@@ -96,10 +81,10 @@ class LandmarkReportWriter:
             raise RuntimeError(
                 f"{tuple(errors.shape)} errors for {len(self.images)} images and {len(self.landmark_names)} landmarks."
             )
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         csv_path, json_path = self.paths
         trust = len(self.review) == len(self.images) > 0
-        with open(csv_path, "w", newline="") as f:
+
+        def table(f) -> None:
             writer = csv.writer(f)
             header = ["image", *self.landmark_names]
             if trust:
@@ -110,10 +95,12 @@ class LandmarkReportWriter:
                 if trust:
                     cells += [f"{r:.3f}" for r in self.radii_mm[i]] + [int(r) for r in self.review[i]]
                 writer.writerow(cells)
+
+        self._publish(table, csv_path)
         report = summarise_errors(errors, self.landmark_names, self.radii)
         if trust:
             report["trust"] = summarise_trust(errors.numpy(), self.radii_mm, self.review, self.landmark_names)
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        self._publish(lambda f: f.write(json.dumps(report, indent=2) + "\n"), json_path)
         logger.info(
             f"evaluation finished: MRE {report['mre']:.3f} on {report['images']} images; {csv_path.name} and "
             f"{json_path.name} in {self.output_dir}"

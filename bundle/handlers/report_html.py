@@ -9,6 +9,8 @@ import html
 import logging
 from pathlib import Path
 
+from ignite.engine import Engine
+
 from ..io import output_paths
 from .run_file import RunFileWriter
 
@@ -41,7 +43,7 @@ class MeasurementTableWriter(RunFileWriter):
         self.path, self.overwrite = Path(output_dir) / filename, overwrite
         self.records: list[dict] = []
 
-    def _write(self, records: list[dict]) -> None:
+    def _write(self, records: list[dict], engine: Engine) -> None:
         if any(r.get("measurements") for r in records):
             self._publish(lambda f: self._table(f, records))
 
@@ -76,7 +78,7 @@ tr.flag td { background: #fde2e2; } tr.borderline td { background: #fff4d6; }
 class HtmlReportWriter(RunFileWriter):
     """Write ``<output_dir>/report.html`` when the run completes: a summary of the run (images, implausible images,
     flagged landmarks and measurements), then per image its overlay with the tracing (the PNG that
-    :class:`~bundle.transforms.SaveLandmarksd` wrote, embedded as data, so the page opens offline and alone), its
+    :class:`~bundle.handlers.LandmarkFiles` wrote, embedded as data, so the page opens offline and alone), its
     measurements with intervals, normal ranges and classes (flagged ones red, borderline ones yellow), and the
     landmarks to check with their reasons. No script, no file or network reference.
 
@@ -98,7 +100,7 @@ class HtmlReportWriter(RunFileWriter):
         self.path = self.output_dir / filename
         self.records: list[dict] = []
 
-    def _write(self, records: list[dict]) -> None:
+    def _write(self, records: list[dict], engine: Engine) -> None:
         self._publish(lambda f: f.write(page(records, self.title, self.output_dir)))
         logger.info(f"report: {self.path}")
 
@@ -157,7 +159,7 @@ def _image_section(record: dict, folder: Path) -> list[str]:
     if record.get("plausible") is False:
         facts += '; <span class="bad">the landmarks do not form a plausible configuration: every one is flagged</span>'
     parts.append(f'<p class="note">{facts}</p><div class="image">')
-    overlay = output_paths(record["image"], folder)[-1]  # where SaveLandmarksd wrote it
+    overlay = output_paths(record["image"], folder)[-1]  # where LandmarkFiles wrote it
     if overlay.is_file():
         data = base64.b64encode(_page_picture(overlay)).decode("ascii")
         parts.append(f'<img alt="{e(name)}: landmarks and tracing" src="data:image/jpeg;base64,{data}">')

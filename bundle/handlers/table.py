@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from ignite.engine import Engine
+
 from ..errors import InputError
 from .run_file import RunFileWriter
 
@@ -44,7 +46,7 @@ class LandmarkTableWriter(RunFileWriter):
             raise InputError(f"{record['image']}: landmarks {names}, expected {self.landmark_names}.")
         return record
 
-    def _write(self, records: list[dict]) -> None:
+    def _write(self, records: list[dict], engine: Engine) -> None:
         self.records = records
         if not self.records:
             return

@@ -15,7 +15,7 @@ from .image import (
 )
 from .label_map import LandmarkLabelMapd
 from .landmarks import GaussianHeatmapd, LandmarksToGridd, LoadLandmarksd
-from .output import LandmarkResultd, SaveLandmarksd
+from .output import LandmarkResultd
 from .patches import RandLandmarkPatchesd, patch_affines, sample_patches
 from .plausibility import PlausibleLandmarksd
 from .refine import DecodePatchLandmarkd, RefineLandmarksd, decode_patches
@@ -49,7 +49,6 @@ __all__ = [
     "FlagLandmarksd",
     "REVIEW_REASONS",
     "Measurementsd",
-    "SaveLandmarksd",
     "LandmarkResultd",
     "LandmarkLabelMapd",
 ]

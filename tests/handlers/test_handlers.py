@@ -12,6 +12,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai.engines import Evaluator
+from monai.handlers import from_engine
 from monai.transforms import Compose, RandAffined, RandGaussianNoised
 
 from bundle import bundled_landmark_set
@@ -75,18 +76,21 @@ def test_metric_handlers_give_the_mean_and_one_sdr_per_radius():
 
 def test_the_report_writer_writes_per_image_errors_and_the_summary(tmp_path):
     images = [MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": f"/d/{i}.png"}) for i in range(2)]
-    batches = [({"image": images[i]}, _points([[1.0 + i, 3.0]])) for i in range(2)]
-    engine = Engine(lambda e, b: b[1])  # the output is (y_pred, y); the writer reads the names from the batch
-    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: setattr(e.state, "batch", e.state.batch[0]))
-    MeanRadialErrorHandler().attach(engine, "val_mre")
+
+    def output(i: int) -> list[dict]:  # one image's post-processed output, as an evaluator hands it on
+        pred, true = _points([[1.0 + i, 3.0]])
+        return [{"image": images[i], "pred_landmarks": pred[0], "true_landmarks": true[0]}]
+
+    engine = Engine(lambda e, i: output(i))
+    MeanRadialErrorHandler(output_transform=from_engine(["pred_landmarks", "true_landmarks"])).attach(engine, "val_mre")
     LandmarkReportWriter(str(tmp_path), ["a", "b"], radii=(2.0,)).attach(engine)
-    engine.run(batches, max_epochs=1)
+    engine.run([0, 1], max_epochs=1)
     rows = list(csv.reader((tmp_path / "landmark_errors.csv").open()))
     assert rows == [["image", "a", "b"], ["/d/0.png", "1.0000", "3.0000"], ["/d/1.png", "2.0000", "3.0000"]]
     report = json.loads((tmp_path / "landmark_report.json").read_text())
     assert report["mre"] == pytest.approx(2.25) and report["sdr"]["2"] == pytest.approx(50.0)
     with pytest.raises(FileExistsError, match="landmark_errors.csv"):
-        engine.run(batches, max_epochs=1)
+        engine.run([0, 1], max_epochs=1)
 
 
 def test_the_table_writer_writes_one_row_per_image_and_landmark_and_nothing_partial(tmp_path):

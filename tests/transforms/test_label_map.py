@@ -6,6 +6,7 @@ import torch
 from monai.transforms import Compose, LoadImaged, Resized
 from PIL import Image
 
+from bundle.handlers import LandmarkFiles
 from bundle.transforms import (
     DecodeLandmarksd,
     GaussianHeatmapd,
@@ -14,7 +15,6 @@ from bundle.transforms import (
     LandmarksToGridd,
     LoadLandmarksd,
     PixelSpacingd,
-    SaveLandmarksd,
 )
 from bundle.transforms.label_map import landmark_label_map
 
@@ -142,7 +142,7 @@ def test_an_asked_extension_is_kept_and_a_lossy_one_refused(decoded):
 def test_the_result_record_is_the_json_file_that_inference_writes(decoded, tmp_path):
     d, _ = decoded
     record = LandmarkResultd("pred_landmarks", landmark_names=["p"])(d)["result"]
-    SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path), landmark_names=["p"], overlay=False)(d)
+    LandmarkFiles(output_dir=str(tmp_path), landmark_names=["p"], overlay=False)(d)
     assert json.loads(json.dumps(record)) == json.loads((tmp_path / "img.json").read_text())
     (landmark,) = record["landmarks"]
     assert landmark["pixel"] == pytest.approx([123.0, 45.0], abs=0.05) and record["spacing"] == pytest.approx(
@@ -170,6 +170,6 @@ def test_a_slicer_markup_placed_on_a_picture_reads_as_its_pixel(decoded, tmp_pat
 
 def test_inference_writes_the_picture_markups_in_slicers_frame(decoded, tmp_path):
     d, _ = decoded
-    SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path), landmark_names=["p"], overlay=False)(d)
+    LandmarkFiles(output_dir=str(tmp_path), landmark_names=["p"], overlay=False)(d)
     (point,) = json.loads((tmp_path / "img.mrk.json").read_text())["markups"][0]["controlPoints"]
     np.testing.assert_allclose(point["position"], [-123.0, -45.0, 0.0], atol=0.05)  # RAS of pixel (123, 45)

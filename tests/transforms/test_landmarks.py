@@ -10,15 +10,15 @@ from monai.transforms import Compose, LoadImaged, RandAffined, Resized
 from PIL import Image
 
 from bundle import GaussianHeatmapCodec
+from bundle.handlers import LandmarkFiles
+from bundle.handlers.overlay import circle_meets_picture
 from bundle.transforms import (
     DecodeLandmarksd,
     GaussianHeatmapd,
     LandmarksToGridd,
     LoadLandmarksd,
     PixelSpacingd,
-    SaveLandmarksd,
 )
-from bundle.transforms.output import circle_meets_picture
 
 ISBI_POINT_PX = (835.0, 996.0)  # ISBI 2015 image 001, landmark 1 (sella), senior: x = column, y = row
 ISBI_POINT_MM = (83.5, 99.6)
@@ -113,7 +113,7 @@ def test_spacing_errors_name_the_file(tmp_path, cephalogram_like):
 def test_save_landmarks_writes_pixels_world_and_confidence(tmp_path, cephalogram_like):
     d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
     d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", output_key="pred")(d))
-    save = SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path / "out"), landmark_names=["sella"])
+    save = LandmarkFiles(output_dir=str(tmp_path / "out"), landmark_names=["sella"])
     save(d)
     result = json.loads((tmp_path / "out" / "001.json").read_text())
     assert result["image"].endswith("001.png") and result["spacing"] == pytest.approx([0.1, 0.1])
@@ -135,7 +135,7 @@ def _overlay_case(tmp_path, image=None, **extra):
         image.meta["spatial_shape"] = [200, 120]
     world = torch.tensor([[15.0, 9.0], [45.0, 27.0]], dtype=torch.float64)  # pixels (50, 30) and (150, 90)
     d = {"image": image, "pred_landmarks": world, "pred_pixels": world / 0.3, "pred_confidence": torch.ones(2)}
-    SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path), landmark_names=["a", "b"])({**d, **extra})
+    LandmarkFiles(output_dir=str(tmp_path), landmark_names=["a", "b"])({**d, **extra})
     return np.asarray(Image.open(tmp_path / "c_overlay.png"))
 
 
@@ -144,7 +144,7 @@ def _colour(picture, rgb):
 
 
 def test_the_overlay_marks_each_landmark_where_it_is(tmp_path):
-    from bundle.transforms.output import FLAGGED, NORMAL
+    from bundle.handlers.overlay import FLAGGED, NORMAL
 
     picture = _overlay_case(
         tmp_path,
@@ -162,7 +162,7 @@ def test_the_overlay_marks_each_landmark_where_it_is(tmp_path):
 def test_the_overlay_shows_a_mirrored_view_as_the_file_is(tmp_path):
     from monai.transforms import Flip
 
-    from bundle.transforms.output import NORMAL
+    from bundle.handlers.overlay import NORMAL
 
     affine = torch.diag(torch.tensor([0.3, 0.3, 1.0], dtype=torch.float64))
     image = MetaTensor(torch.zeros(1, 200, 120), affine=affine, meta={"filename_or_obj": str(tmp_path / "c.png")})
@@ -208,7 +208,7 @@ def test_default_spacing_serves_bare_image_paths_and_says_it_was_assumed(cephalo
 
 
 def test_a_failure_while_saving_leaves_no_file_behind(tmp_path, cephalogram_like, monkeypatch):
-    import bundle.transforms.output
+    import bundle.handlers.files
 
     d = LandmarksToGridd("landmarks")(_load(cephalogram_like, grid=(416, 512)))
     d = DecodeLandmarksd("pred")(GaussianHeatmapd("grid_landmarks", output_key="pred")(d))
@@ -217,9 +217,9 @@ def test_a_failure_while_saving_leaves_no_file_behind(tmp_path, cephalogram_like
         output.write_bytes(b"half a PNG")
         raise OSError("disk full")
 
-    monkeypatch.setattr(bundle.transforms.output, "draw_overlay", broken)
+    monkeypatch.setattr(bundle.handlers.files, "draw_overlay", broken)
     with pytest.raises(OSError, match="disk full"):
-        SaveLandmarksd("pred_landmarks", output_dir=str(tmp_path / "out"), landmark_names=["sella"])(d)
+        LandmarkFiles(output_dir=str(tmp_path / "out"), landmark_names=["sella"])(d)
     assert list((tmp_path / "out").iterdir()) == []  # neither the JSON files nor their temporary copies
 
 
