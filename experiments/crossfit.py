@@ -11,8 +11,10 @@ landmark goes into ``<table>/fold<k>.csv``:
 - who: ``fold``, ``image`` (the ISBI number), ``landmark`` (index), ``name``;
 - the error: ``error_mm`` (final point against the mean of the two doctors, world mm at 0.1 mm/px) and
   ``coarse_error_mm`` (the first stage's point, before the refiner);
-- the trust layer's features: ``confidence`` and ``spread_mm`` (the final heatmap's peak and width), ``move_mm`` (how far
-  the refiner moved the first stage's point, before any rejection), ``refine_rejected``, ``shape_implausible``,
+- the trust layer's features: ``confidence`` and ``spread_mm`` (the final heatmap's peak and width),
+  ``coarse_confidence`` and ``coarse_spread_mm`` (the first stage's), ``proposed_move_mm`` (how far the refiner would
+  move the first stage's point), ``move_mm`` (how far it did: NaN where the move was rejected), ``refine_rejected``,
+  ``shape_implausible``,
   ``shape_reseek``, ``shape_plausible`` (the image as a whole), ``shape_mahalanobis`` (the final point's squared
   Mahalanobis distance given the other landmarks), ``shape_prediction_mm`` (its distance from where the shape model
   expects it) and ``shape_prediction_sd_mm`` (that expectation's scatter per axis), ``candidate_score_1`` /
@@ -51,7 +53,8 @@ from bundle.shape import ShapeModel
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "experiments" / "oof"
 COLUMNS = [
-    "fold", "image", "landmark", "name", "error_mm", "coarse_error_mm", "confidence", "spread_mm", "move_mm",
+    "fold", "image", "landmark", "name", "error_mm", "coarse_error_mm", "confidence", "spread_mm",
+    "coarse_confidence", "coarse_spread_mm", "proposed_move_mm", "move_mm",
     "refine_rejected", "shape_implausible", "shape_reseek", "shape_plausible", "shape_mahalanobis",
     "shape_prediction_mm", "shape_prediction_sd_mm", "candidate_score_1", "candidate_score_2", "pred_x", "pred_y",
     "true_x", "true_y",
@@ -121,6 +124,10 @@ class OutOfFoldRows:
 
         pred, true, coarse = array("pred_landmarks"), array("true_landmarks"), array("coarse_landmarks")
         count = len(self.names)
+
+        def optional(key):
+            return array(key) if key in item else np.full(count, np.nan)
+
         spacing = float(np.asarray(item["result"]["spacing"], dtype=np.float64)[0])
         if abs(spacing - 0.1) > 1e-9:
             raise InputError(f"{item['result']['image']}: spacing {spacing}, the ISBI table assumes 0.1 mm/px.")
@@ -141,6 +148,9 @@ class OutOfFoldRows:
                     "coarse_error_mm": np.linalg.norm(coarse[k] - true[k]),
                     "confidence": array("pred_confidence")[k],
                     "spread_mm": array("pred_spread")[k],
+                    "coarse_confidence": optional("coarse_confidence")[k],
+                    "coarse_spread_mm": optional("coarse_spread")[k],
+                    "proposed_move_mm": optional("refine_move_mm")[k],
                     "move_mm": move[k],
                     "refine_rejected": int(array("refine_rejected", bool)[k]),
                     "shape_implausible": int(array("shape_implausible", bool)[k]),

@@ -87,8 +87,9 @@ class DecodePatchLandmarkd(MapTransform):
 class RefineLandmarksd(MapTransform):
     """Replace the first stage's landmarks by the refiner's: one patch per landmark, centred on its estimate.
 
-    Reads ``{prefix}landmarks`` (K, D) world mm from :class:`DecodeLandmarksd`, keeps it as ``coarse_landmarks``,
-    and overwrites ``{prefix}landmarks``, ``{prefix}pixels`` (original-image pixels, through
+    Reads ``{prefix}landmarks`` (K, D) world mm from :class:`DecodeLandmarksd`, keeps it as ``coarse_landmarks`` (and
+    the first stage's confidence and spread as ``coarse_confidence`` and ``coarse_spread``), writes the refiner's
+    proposed move ``refine_move_mm`` (K,), and overwrites ``{prefix}landmarks``, ``{prefix}pixels`` (original-image pixels, through
     ``meta["source_affine"]``), ``{prefix}confidence`` (the refiner's heatmap peak) and ``{prefix}spread`` (its
     heatmap's width around the point, mm per axis). All K patches go through the network as one batch, in eval mode
     and without gradients.
@@ -168,6 +169,10 @@ class RefineLandmarksd(MapTransform):
             world = torch.where(rejected[:, None], coarse, world)
             source = image.meta.get("source_affine", image.affine)
             d["coarse_landmarks"] = coarse
+            for name in ("confidence", "spread"):  # the first stage's, kept as the landmarks are
+                if f"{self.prefix}{name}" in d:
+                    d[f"coarse_{name}"] = torch.as_tensor(d[f"{self.prefix}{name}"], dtype=torch.float64).cpu()
+            d["refine_move_mm"] = moved
             d["refine_rejected"] = rejected
             d[f"{self.prefix}landmarks"] = world
             d[f"{self.prefix}pixels"] = map_points(world, source, invert=True)

@@ -57,6 +57,9 @@ def test_rows_carry_the_error_and_the_features_of_each_landmark(tmp_path):
         "refine_rejected": torch.tensor([False, False, True, False]),
         "pred_confidence": torch.tensor([0.1, 0.9, 0.5, 0.8]),
         "pred_spread": torch.tensor([2.0, 0.5, 1.0, 0.6]),
+        "coarse_confidence": torch.tensor([0.2, 0.7, 0.6, 0.9]),
+        "coarse_spread": torch.tensor([3.0, 1.5, 1.2, 1.1]),
+        "refine_move_mm": torch.tensor([5.0, 1.0, 7.5, 0.0]),
         "shape_implausible": torch.tensor([True, False, False, False]),
         "shape_reseek": torch.tensor([False, False, False, False]),
         "shape_plausible": True,
@@ -69,6 +72,9 @@ def test_rows_carry_the_error_and_the_features_of_each_landmark(tmp_path):
     assert [r["error_mm"] for r in rows] == pytest.approx([5.0, 0.0, 1.0, 0.0])
     assert [r["coarse_error_mm"] for r in rows] == pytest.approx([10.0, 1.0, 1.0, 0.0])
     assert rows[0]["move_mm"] == pytest.approx(5.0) and np.isnan(rows[2]["move_mm"])  # rejected: no move
+    assert rows[2]["proposed_move_mm"] == pytest.approx(7.5)  # ...but the refiner's proposal is kept
+    assert [r["coarse_confidence"] for r in rows] == pytest.approx([0.2, 0.7, 0.6, 0.9])
+    assert rows[0]["coarse_spread_mm"] == pytest.approx(3.0)
     assert [r["refine_rejected"] for r in rows] == [0, 0, 1, 0] and rows[0]["shape_implausible"] == 1
     assert rows[1]["candidate_score_2"] == pytest.approx(0.1) and rows[3]["spread_mm"] == pytest.approx(0.6)
     assert rows[0]["shape_mahalanobis"] > rows[1]["shape_mahalanobis"]  # the displaced one fits the shape worst

@@ -254,6 +254,27 @@ def test_refinement_moves_each_landmark_onto_its_blob(tmp_path):
     torch.testing.assert_close(out["pred_pixels"], out["pred_landmarks"] / 0.1)  # through the source affine
     torch.testing.assert_close(out["coarse_landmarks"], coarse)
     assert out["pred_confidence"].shape == (3,) and bool((out["pred_confidence"] > 0.8).all())
+    # the first stage's features are kept beside the refiner's, and each proposed move is measured
+    torch.testing.assert_close(out["coarse_confidence"], torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(
+        out["refine_move_mm"], torch.linalg.vector_norm(coarse - truth, dim=-1), atol=0.02, rtol=0
+    )
+    assert not out["refine_rejected"].any()
+
+
+def test_a_move_beyond_the_refiners_range_keeps_the_first_stages_point_and_says_how_far_it_was(tmp_path):
+    from bundle.transforms import RefineLandmarksd
+
+    truth, coarse, data, network = _refiner_inputs(tmp_path)
+    refine = RefineLandmarksd(
+        "fine_image", network, GaussianHeatmapCodec(2), [32, 32], 0.25, tmp_path / "refiner.pt", max_move_mm=1.3
+    )
+    out = refine(data)
+    moves = torch.linalg.vector_norm(coarse - truth, dim=-1)  # 1.56, 0.94, 1.43 mm
+    assert out["refine_rejected"].tolist() == [True, False, True]
+    torch.testing.assert_close(out["refine_move_mm"], moves, atol=0.02, rtol=0)
+    torch.testing.assert_close(out["pred_landmarks"][[0, 2]], coarse[[0, 2]])
+    torch.testing.assert_close(out["pred_landmarks"][1], truth[1], atol=0.02, rtol=0)
 
 
 def test_refinement_refuses_missing_weights_a_wrong_network_and_broken_output(tmp_path):
