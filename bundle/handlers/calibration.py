@@ -14,6 +14,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from ..errors import OutputExistsError
+from ..switches import as_bool
 from ..uncertainty import ErrorCalibration
 
 __all__ = ["ErrorCalibrationWriter"]
@@ -33,6 +34,7 @@ class ErrorCalibrationWriter:
         pipeline: ``"both_stages"`` or ``"first_stage"``.
         coverages: the coverages to calibrate.
         description: what the calibration images are (kept in the file).
+        per_landmark: one quantile per landmark (Mondrian); otherwise one for all, pooled.
         overwrite: replace an existing calibration of this pipeline.
     """
 
@@ -42,10 +44,12 @@ class ErrorCalibrationWriter:
         pipeline: str,
         coverages: Sequence[float] = (0.8, 0.9, 0.95),
         description: str = "",
+        per_landmark: bool = False,
         overwrite: bool = False,
     ):
         self.path, self.pipeline = Path(path), str(pipeline)
         self.coverages, self.description, self.overwrite = [float(c) for c in coverages], description, overwrite
+        self.per_landmark = as_bool(per_landmark, "per_landmark")
         self.errors: list[np.ndarray] = []
         self.features: list[np.ndarray] = []
 
@@ -81,11 +85,15 @@ class ErrorCalibrationWriter:
 
     def _write(self, engine: Engine) -> None:
         calibration = ErrorCalibration.fit(
-            np.stack(self.errors), np.nan_to_num(np.stack(self.features)), self.coverages, self.description
+            np.stack(self.errors),
+            np.nan_to_num(np.stack(self.features)),
+            self.coverages,
+            self.description,
+            per_landmark=self.per_landmark,
         )
         calibration.save(self.path, self.pipeline)
-        quantiles = ", ".join(f"{c:g}: {q:.3f}" for c, q in sorted(calibration.quantiles.items()))
+        quantiles = ", ".join(f"{c:g}: {np.median(q):.3f}" for c, q in sorted(calibration.quantiles.items()))
         logger.info(
             f"error calibration of {self.pipeline!r} on {calibration.images} images written to {self.path} "
-            f"(score quantiles {quantiles})"
+            f"(score quantiles{', medians over the landmarks' if self.per_landmark else ''} {quantiles})"
         )

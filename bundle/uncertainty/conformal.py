@@ -7,7 +7,9 @@ Difficulty: ``g = exp(beta_0 * log(spread) + beta_1 * log(confidence))``, from t
 least-squares fit of ``log(error)`` on those features with one intercept per landmark; each landmark then has a
 scale ``s_k`` (the geometric mean of its ``error / g``). The nonconformity score of landmark k of image i is
 ``error_ik / (s_k * g_ik)``; the radius at coverage ``1 - alpha`` is ``q * s_k * g_ik``, ``q`` the
-``ceil((n + 1)(1 - alpha))``-th smallest of the n calibration scores. ``beta`` and ``s_k`` are fitted on the same
+``ceil((n + 1)(1 - alpha))``-th smallest of the n calibration scores: of all landmarks' scores pooled, or, per
+landmark (Mondrian conformal prediction, Vovk et al. 2005, ch. 4), of that landmark's own I scores, so that each
+landmark's radius covers at the stated rate, not only the landmarks on average. ``beta`` and ``s_k`` are fitted on the same
 calibration images, so each image's scores use a fit without that image (leave one image out, the jackknife), which
 keeps the scores honest about the fitted difficulty.
 
@@ -45,7 +47,8 @@ class ErrorCalibration:
     Args:
         beta: (F,) the difficulty's exponents for :data:`FEATURES`.
         scales: (K,) each landmark's scale ``s_k`` in mm.
-        quantiles: ``{coverage: q}``, e.g. ``{0.9: 2.3}``.
+        quantiles: ``{coverage: q}``, e.g. ``{0.9: 2.3}``; q is one number (pooled) or K, one per landmark
+            (Mondrian).
         count: n, calibration scores (images x landmarks).
         images: the calibration images' count.
         description: where the calibration comes from (data, split, pipeline).
@@ -66,8 +69,18 @@ class ErrorCalibration:
         self.scales = np.asarray(scales, dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(self.scales) & (self.scales > 0)):
             raise InputError("every landmark scale must be a positive number.")
-        self.quantiles = {float(c): float(q) for c, q in quantiles.items()}
+        self.quantiles = {}
+        for c, q in quantiles.items():
+            q = np.asarray(q, dtype=np.float64)
+            if q.ndim not in (0, 1) or (q.ndim == 1 and q.shape != self.scales.shape):
+                raise InputError(f"the quantile at {c} must be one number or {len(self.scales)}, got {q.shape}.")
+            self.quantiles[float(c)] = float(q) if q.ndim == 0 else q
         self.count, self.images, self.description = int(count), int(images), str(description)
+
+    @property
+    def per_landmark(self) -> bool:
+        """Whether each landmark has its own quantile (Mondrian)."""
+        return any(np.ndim(q) == 1 for q in self.quantiles.values())
 
     @property
     def num_landmarks(self) -> int:
@@ -95,12 +108,14 @@ class ErrorCalibration:
         features: np.ndarray,
         coverages: Sequence[float] = (0.8, 0.9, 0.95),
         description: str = "",
+        per_landmark: bool = False,
     ) -> "ErrorCalibration":
-        """Calibrate on (I, K) radial errors in mm and (I, K, F) features of I calibration images.
+        """Calibrate on (I, K) radial errors in mm and (I, K, F) features of I calibration images; ``per_landmark``:
+        one quantile per landmark, from its own I scores (Mondrian).
 
         Raises:
             ValueError: shapes disagree, fewer than 2 images, a non-finite value, or a coverage outside (0, 1), or one
-                that needs more scores than there are (``ceil((n + 1) c) > n``).
+                that needs more scores than there are (``ceil((n + 1) c) > n``, n = I K pooled, I per landmark).
         """
         errors = np.asarray(errors, dtype=np.float64)
         features = np.asarray(features, dtype=np.float64)
@@ -126,8 +141,8 @@ class ErrorCalibration:
             )
             scores[i] = errors[i] / (scales * np.exp(_design(features[i]) @ beta))
         beta, scales = cls._fit_difficulty(features.reshape(-1, len(FEATURES)), errors.reshape(-1), landmarks, count)
-        flat = np.sort(scores.reshape(-1))
-        n = len(flat)
+        columns = np.sort(scores, axis=0) if per_landmark else np.sort(scores.reshape(-1))[:, None]
+        n = len(columns)
         quantiles = {}
         for coverage in coverages:
             rank = math.ceil((n + 1) * float(coverage))
@@ -135,8 +150,9 @@ class ErrorCalibration:
                 raise InputError(
                     f"coverage {coverage} needs more than the {n} calibration scores (or is not in (0, 1))."
                 )
-            quantiles[float(coverage)] = float(flat[rank - 1])
-        return cls(beta, scales, quantiles, n, images, description)
+            row = columns[rank - 1]
+            quantiles[float(coverage)] = row if per_landmark else float(row[0])
+        return cls(beta, scales, quantiles, scores.size, images, description)
 
     # ------------------------------------------------------------------ use
     def radius(self, features: np.ndarray, coverage: float = 0.9) -> np.ndarray:
@@ -158,7 +174,7 @@ class ErrorCalibration:
             "features": list(FEATURES),
             "beta": self.beta.tolist(),
             "scales_mm": self.scales.tolist(),
-            "quantiles": {str(c): q for c, q in sorted(self.quantiles.items())},
+            "quantiles": {str(c): np.asarray(q).tolist() for c, q in sorted(self.quantiles.items())},
             "count": self.count,
             "images": self.images,
             "description": self.description,

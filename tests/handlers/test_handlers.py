@@ -298,3 +298,10 @@ def test_the_calibration_writer_fits_on_the_run_and_refuses_to_replace_a_calibra
     ErrorCalibrationWriter(tmp_path / "calibration.json", "both_stages").attach(again)
     with pytest.raises(FileExistsError, match="already calibrates 'both_stages'"):
         again.run([0], max_epochs=1)
+    batches = iter(outputs)
+    mondrian = Engine(lambda e, b: [next(batches)])
+    ErrorCalibrationWriter(tmp_path / "calibration.json", "first_stage", (0.9,), per_landmark="true").attach(mondrian)
+    mondrian.run(range(12), max_epochs=1)
+    per_landmark = ErrorCalibration.load(tmp_path / "calibration.json", "first_stage", num_landmarks=3)
+    assert per_landmark.per_landmark and np.shape(per_landmark.quantiles[0.9]) == (3,)
+    assert not calibration.per_landmark

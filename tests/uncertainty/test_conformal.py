@@ -90,3 +90,48 @@ def test_the_file_holds_one_calibration_per_pipeline(tmp_path):
         ErrorCalibration.load(tmp_path / "none.json", "both_stages")
     with pytest.raises(ValueError, match="not calibrated"):
         loaded.radius(features[0], 0.5)
+
+
+def test_each_landmark_gets_its_own_exact_rank_in_mondrian_calibration():
+    rng = np.random.default_rng(3)
+    errors = rng.uniform(0.2, 4.0, (19, 3))  # distinct scores: every rank is a different number
+    features = np.ones((19, 3, 2))
+    calibration = ErrorCalibration.fit(errors, features, coverages=(0.8, 0.9), per_landmark=True)
+    assert calibration.per_landmark and calibration.count == 57
+    for coverage in (0.8, 0.9):
+        rank = math.ceil((19 + 1) * coverage)  # 16 and 18 of 19, for each landmark alone
+        for k in range(3):
+            scores = np.sort([errors[i, k] / np.exp(np.log(np.delete(errors, i, 0)[:, k]).mean()) for i in range(19)])
+            assert calibration.quantiles[coverage][k] == pytest.approx(scores[rank - 1], rel=1e-12)
+            assert scores[rank - 2] < calibration.quantiles[coverage][k] < scores[rank]
+    with pytest.raises(ValueError, match="needs more than the 19 calibration scores"):
+        ErrorCalibration.fit(errors, features, coverages=(0.97,), per_landmark=True)  # ceil(20 * 0.97) = 20 > 19
+
+
+def test_mondrian_radii_cover_each_landmark_where_pooled_ones_cover_only_on_average():
+    def draw(images, seed):
+        rng = np.random.default_rng(seed)
+        spread = rng.uniform(0.5, 3.0, (images, 4))
+        shape = np.abs(rng.normal(size=(images, 4)))
+        shape[:, 0] = np.abs(rng.standard_t(2, size=images))  # landmark 0: heavy tails its scale does not show
+        return spread * shape, np.stack([spread, np.full_like(spread, 0.5)], -1)
+
+    errors, features = draw(1500, 0)
+    fresh_errors, fresh_features = draw(20000, 1)
+    covered = {}
+    for mondrian in (False, True):
+        calibration = ErrorCalibration.fit(errors, features, coverages=(0.9,), per_landmark=mondrian)
+        covered[mondrian] = (fresh_errors <= calibration.radius(fresh_features, 0.9)).mean(0)
+    assert covered[True] == pytest.approx([0.9] * 4, abs=0.03)
+    assert covered[False][0] < 0.86 and covered[False][0] < covered[True][0] - 0.04
+
+
+def test_a_mondrian_calibration_survives_its_file(tmp_path):
+    errors, features = _data(30, 2)
+    calibration = ErrorCalibration.fit(errors, features, per_landmark=True)
+    calibration.save(tmp_path / "calibration.json", "both_stages")
+    loaded = ErrorCalibration.load(tmp_path / "calibration.json", "both_stages", num_landmarks=5)
+    assert loaded.per_landmark
+    np.testing.assert_allclose(loaded.radius(features[0], 0.9), calibration.radius(features[0], 0.9))
+    with pytest.raises(ValueError, match="one number or 5"):
+        ErrorCalibration(calibration.beta, calibration.scales, {0.9: [1.0, 2.0]}, 10, 2)
