@@ -461,8 +461,12 @@ def test_bad_requests_get_a_4xx_with_the_reason_and_the_server_stays_up(server, 
         "no image 'nowhere' in the datastore",
     )
     blobs = np.zeros((64, 64), dtype=np.int16)
-    labels = _label_image(server, CEPH, "demo002", tmp_path)
-    labels[:3, :3] = 5  # a second blob of landmark 4's value
+    # every landmark a disk (not the model's answer for this picture, which need not hold them all), then a second
+    # blob of landmark 4's value
+    labels = np.zeros_like(_label_image(server, CEPH, "demo002", tmp_path))
+    for k, (x, y) in enumerate(np.stack(np.meshgrid(np.arange(5), np.arange(4)), -1).reshape(-1, 2)[:19]):
+        labels[20 + 30 * x - 2 : 20 + 30 * x + 3, 20 + 30 * y - 2 : 20 + 30 * y + 3] = k + 1
+    labels[:3, :3] = 5
     split = tmp_path / "split.nii.gz"
     nib.save(nib.Nifti1Image(labels.astype(np.int16), np.eye(4)), str(split))
     cases["a landmark in two blobs"] = (
