@@ -12,10 +12,11 @@ A set holds what every config of a model must agree on and what belongs to the a
 - ``tracing``: pairs of names the overlay and the report join with a line, [] for none;
 - ``title``: the report's title.
 
-``configs/inference.json`` and ``configs/train.json`` read the set named by ``landmark_set_file``; an overlay for another
-data set names its own set instead of cancelling the cephalometric one. A relative path is looked up in the working
-folder, then in the bundle's own folder (beside this package), so that ``configs/landmark_sets/isbi2015.json`` is found
-by a run started anywhere, with or without ``--bundle_root`` (MONAI Label's served folders hold the same layout).
+``configs/inference.json`` and ``configs/train.json`` read the set named by ``landmark_set_file``
+(``@bundle_root + '/configs/landmark_sets/<name>.json'``, so ``--bundle_root`` and MONAI Label's served folders read
+their own); an overlay for another data set names its own set instead of cancelling the cephalometric one. A relative
+path that is not there (``bundle_root`` left at ``"."`` in a run started from another folder) is looked up in the
+bundle's own folder, beside this package.
 """
 
 from __future__ import annotations

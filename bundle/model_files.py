@@ -41,9 +41,9 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int, int]:
     return status.st_mtime_ns, status.st_size, status.st_ino
 
 
-def read_model_file(path: str | os.PathLike, reader: Callable[[str], T], key: Hashable = None) -> T:
-    """``reader(path)``, kept until the file changes; ``key`` tells apart readings of one file that differ (e.g. the
-    calibration of one pipeline or another; default: the reader itself).
+def read_model_file(path: str | os.PathLike, reader: Callable[[str], T], key: Hashable) -> T:
+    """``reader(path)``, kept until the file changes; ``key`` names the reading (e.g. ``("calibration", pipeline)``),
+    so that readings of one file that differ are kept apart and one reading is shared by every caller.
 
     A missing file is left to ``reader``, whose error says what the file is and how to make it.
     """
@@ -52,7 +52,7 @@ def read_model_file(path: str | os.PathLike, reader: Callable[[str], T], key: Ha
         stamp = file_stamp(real)
     except MissingFileError:
         return reader(os.fspath(path))
-    entry = (real, reader if key is None else key)
+    entry = (real, key)
     with _lock:
         cached = _read.get(entry)
         if cached is not None and cached[0] == stamp:

@@ -10,7 +10,8 @@ landmark goes into ``<table>/fold<k>.csv``:
 
 - who: ``fold``, ``image`` (the ISBI number), ``landmark`` (index), ``name``;
 - the error: ``error_mm`` (final point against the mean of the two doctors, world mm at 0.1 mm/px) and
-  ``coarse_error_mm`` (the first stage's point, before the refiner);
+  ``coarse_error_mm`` (the first stage's point, before the refiner: after the shape judgement, which sends a landmark
+  that stays implausible to where the shape model expects it);
 - the trust layer's features: ``confidence`` and ``spread_mm`` (the final heatmap's peak and width),
   ``coarse_confidence`` and ``coarse_spread_mm`` (the first stage's), ``proposed_move_mm`` (how far the refiner would
   move the first stage's point), ``move_mm`` (how far it did: NaN where the move was rejected), ``refine_rejected``,

@@ -34,6 +34,7 @@ Usage: python -m scripts.benchmark [--repeats 5] [--device cpu] [--image x.png] 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -55,7 +56,7 @@ from bundle import CoorTransformerBlock
 from bundle.error_line import run_main
 from bundle.geometry import map_points
 from bundle.losses import CentralLoss
-from bundle.transforms import DecodeLandmarksd
+from bundle.transforms import DecodeLandmarksd, DetectLandmarksd, RefineLandmarksd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,8 +159,8 @@ def shipped_pipeline(image_path: str, repeats: int, spacing: list | None = (0.1,
     stage, and the whole post-processing (decoding with candidate peaks, the shape model's choice, the orientation
     and spacing checks, the refinement stage, error radii, review flags, the result record and the label image),
     with the shipped weights; seconds are medians of ``repeats`` runs. ``spacing`` None: the spacing is assumed and
-    estimated from the anatomy. Post-processing is split into ``decode`` (sigmoid and peaks), ``refine`` and
-    ``trust`` (everything else)."""
+    estimated from the anatomy. Post-processing is split into ``decode`` (the first stage's sigmoid and peaks),
+    ``refine`` and ``trust`` (everything else: the shape judgement and search, radii, flags, outputs)."""
     parser = _parser(CPU_BUDGET)
     preprocessing = parser.get_parsed_content("preprocessing")
     load, preprocess = preprocessing.transforms[0], preprocessing.transforms[1:]
@@ -169,13 +170,11 @@ def shipped_pipeline(image_path: str, repeats: int, spacing: list | None = (0.1,
     post = parser.get_parsed_content("postprocessing").transforms
     groups = {"decode": [], "refine": [], "trust": []}
     for transform in post:
-        name = type(transform).__name__
-        group = (
-            "decode"
-            if name in ("Activationsd", "DecodeLandmarksd")
-            else "refine" if name == "RefineLandmarksd" else "trust"
-        )
-        groups[group].append(transform)
+        if isinstance(transform, DetectLandmarksd):  # the first stage's decoding, then its judgement and search
+            groups["decode"].append(transform.detector.decoded)
+            groups["trust"].append(functools.partial(transform.detector.search, fine_key=transform.keys[0]))
+        else:
+            groups["refine" if isinstance(transform, RefineLandmarksd) else "trust"].append(transform)
     entry = {"image": image_path, **({"spacing": list(spacing)} if spacing else {})}
 
     def run(steps, data):

@@ -45,7 +45,7 @@ def test_overlays_name_their_own_set_instead_of_cancelling_the_cephalometric_one
             continue
         config = json.loads((CONFIGS / overlay).read_text())
         assert not {"landmark_names", "num_landmarks", "measurements", "tracing"} & set(config), overlay
-        assert config["landmark_set_file"] == f"configs/landmark_sets/{OVERLAYS[overlay]}.json", overlay
+        assert config["landmark_set_file"] == f"$@bundle_root + '/configs/landmark_sets/{OVERLAYS[overlay]}.json'"
     for name in ("train.json", "inference.json"):
         config = json.loads((CONFIGS / name).read_text())
         assert config["num_landmarks"] == "$len(@landmark_names)"
@@ -122,3 +122,10 @@ def test_a_run_from_another_folder_finds_the_bundles_sets_and_a_users_own_set_wi
     mine.parent.mkdir(parents=True)
     mine.write_text(json.dumps({"names": ["x", "y"]}))
     assert load_landmark_set("configs/landmark_sets/isbi2015.json").names == ["x", "y"]
+    again = ConfigParser()
+    again.read_config(str(CONFIGS / "inference.json"))
+    assert again.get_parsed_content("landmark_names") == ["x", "y"]  # bundle_root ".": the working folder's set
+    served = ConfigParser()
+    served.read_config(str(CONFIGS / "inference.json"))
+    served["bundle_root"] = str(REPO_ROOT)  # --bundle_root (MONAI Label's folders): the set beside the configs
+    assert served.get_parsed_content("num_landmarks") == 19

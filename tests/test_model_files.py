@@ -38,10 +38,10 @@ def test_a_file_is_read_once_and_again_when_it_changes(tmp_path):
         reads.append(p)
         return open(p).read()
 
-    assert read_model_file(path, reader) == "first" and read_model_file(path, reader) == "first"
+    assert read_model_file(path, reader, "text") == "first" and read_model_file(path, reader, "text") == "first"
     assert len(reads) == 1
     _rewrite(path, "second, longer")
-    assert read_model_file(path, reader) == "second, longer" and len(reads) == 2
+    assert read_model_file(path, reader, "text") == "second, longer" and len(reads) == 2
     assert read_model_file(path, reader, key="other") == "second, longer" and len(reads) == 3  # another reading
 
 
@@ -50,7 +50,7 @@ def test_a_missing_file_is_left_to_the_reader_whose_error_says_what_to_do(tmp_pa
         raise MissingFileError(f"{p}: train it first")
 
     with pytest.raises(MissingFileError, match="nowhere.json: train it first"):
-        read_model_file(tmp_path / "nowhere.json", reader)
+        read_model_file(tmp_path / "nowhere.json", reader, "json")
     with pytest.raises(MissingFileError, match="the refiner's weights .*nowhere.pt are missing: train it"):
         load_weights(torch.nn.Linear(2, 2), tmp_path / "nowhere.pt", "the refiner's weights", "train it.")
 

@@ -59,7 +59,7 @@ class ErrorCalibrationWriter:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _started(self, engine: Engine) -> None:
-        if self.path.is_file() and not self.overwrite:
+        if self.path.is_file() and not as_bool(self.overwrite, "overwrite"):
             existing = json.loads(self.path.read_text()).get("pipelines", {})
             if self.pipeline in existing:
                 raise OutputExistsError(

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 # how an image may differ from the view the network expects; each is undone by orient
 ORIENTATIONS = ("as_acquired", "mirrored", "rotated_90", "rotated_180", "rotated_270")
-WORLD_KEYS = ("pred_landmarks", "pred_candidates")  # the decoded keys in world mm, relabelled with the spacing
+# the decoded keys in world mm (points, and the heatmap's width), relabelled with the spacing
+WORLD_KEYS = ("pred_landmarks", "pred_candidates", "pred_spread")
 
 
 def orient(image: MetaTensor, orientation: str) -> MetaTensor:
@@ -132,9 +133,8 @@ class LandmarkDetector(torch.nn.Module):
 
     # ------------------------------------------------------------------ one view
     def _judged(self, d: dict) -> dict:
-        for transform in self.decode + ([self.judge] if self.judge is not None else []):
-            d = transform(d)
-        return d
+        d = self.decoded(d)
+        return self.judge(d) if self.judge is not None else d
 
     def pass_on(self, data: Mapping, view: MetaTensor) -> dict:
         """``data`` with the grid image, the logits and every decoded key replaced by those of ``view`` (the fine
@@ -151,13 +151,24 @@ class LandmarkDetector(torch.nn.Module):
 
     # ------------------------------------------------------------------ the whole first stage
     def detect(self, data: Mapping, fine_key: str = "fine_image") -> dict:
-        """The engine's logits (``pred_key``) decoded and judged, then the orientation and spacing searched (with a
-        ``judge``) on the fine image under ``fine_key``."""
-        d = self._judged(dict(data))
+        """The engine's logits (``pred_key``) decoded (:meth:`decoded`), then judged and searched (:meth:`search`)."""
+        return self.search(self.decoded(data), fine_key)
+
+    def decoded(self, data: Mapping) -> dict:
+        """``data`` with the logits decoded into landmarks (sigmoid, peaks), not yet judged."""
+        d = dict(data)
+        for transform in self.decode:
+            d = transform(d)
+        return d
+
+    def search(self, data: Mapping, fine_key: str = "fine_image") -> dict:
+        """Decoded landmarks judged by the shape model, then the orientation and spacing searched on the fine image
+        under ``fine_key`` (without a ``judge``, as they are)."""
+        d = dict(data)
         d["orientation"] = "as_acquired"
         if self.judge is None:
             return d
-        d = self.find_orientation(d, fine_key)
+        d = self.find_orientation(self.judge(d), fine_key)
         if self.estimate_spacing:
             d = self.find_spacing(d, fine_key)
         return d

@@ -114,7 +114,7 @@ class PixelSpacingd(MapTransform):
     their header's affine; a ``spacing`` given beside them must agree with it (relative 1e-3), else the entry is
     wrong and this raises. A geometry-less image without ``spacing`` raises, unless ``default_spacing`` is set: then
     that spacing is *assumed* and a warning is logged once (millimetres on an assumed spacing are only as right as
-    the assumption; :class:`~bundle.transforms.EstimateSpacingd` may replace it by one estimated from the anatomy).
+    the assumption; :class:`~bundle.transforms.LandmarkDetector` may replace it by one estimated from the anatomy).
 
     ``meta["spacing_source"]`` says where the spacing came from, for the outputs: ``"file"`` (the header),
     ``"given"`` (the entry's ``spacing``) or ``"assumed"``.

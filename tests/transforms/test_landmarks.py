@@ -168,7 +168,7 @@ def test_the_overlay_shows_a_mirrored_view_as_the_file_is(tmp_path):
     image = MetaTensor(torch.zeros(1, 200, 120), affine=affine, meta={"filename_or_obj": str(tmp_path / "c.png")})
     image[0, 5, 110] = 1.0  # a bright pixel near the file's bottom-left corner
     image.meta["spatial_shape"], image.meta["source_affine"] = [200, 120], affine.clone()
-    view = Flip(spatial_axis=0)(image)  # the mirrored view, as FindOrientationd hands it on
+    view = Flip(spatial_axis=0)(image)  # the mirrored view, as LandmarkDetector hands it on
     picture = _overlay_case(tmp_path, image=view, pred_review=torch.tensor([False, False]))
     assert picture[110, 5].min() > 200 and picture[110, 194].max() < 50  # the file's orientation, not the view's
     assert _colour(picture, NORMAL)[30, 50]  # and the landmarks where they are in the file

@@ -169,6 +169,7 @@ def _assumed_case(model, tmp_path, size_factor: float, fine_shape=(667, 667)):
 
 def test_an_unknown_spacing_is_estimated_from_the_anatomys_size(model, tmp_path):
     d, to_grid = _assumed_case(model, tmp_path, size_factor=1.02)  # the anatomy looks 2 % larger than average
+    d["pred_spread"] = torch.full((8,), 2.0, dtype=torch.float64)  # mm, as the heatmap's width was measured
     stage = _Rerun(to_grid, model)
     out = stage.find_spacing(d, "fine_image")
     factor = model.size_mean / d["shape_size"]
@@ -178,6 +179,7 @@ def test_an_unknown_spacing_is_estimated_from_the_anatomys_size(model, tmp_path)
     assert float(out["fine_image"].affine[0, 0]) == pytest.approx(0.3 * factor)
     assert stage.calls == 0  # a 2 % change of scale: relabelled, not run again
     torch.testing.assert_close(out["pred_landmarks"], d["pred_landmarks"] * factor)
+    torch.testing.assert_close(out["pred_spread"], d["pred_spread"] * factor)  # a width in mm scales with them
     pixels = map_points(out["pred_landmarks"], out["image"].meta["source_affine"], invert=True)
     torch.testing.assert_close(pixels, d["pred_pixels"])  # the same pixels, other millimetres
 
