@@ -168,13 +168,13 @@ def shipped_pipeline(image_path: str, repeats: int, spacing: list | None = (0.1,
     network.load_state_dict(torch.load(REPO / "models" / "model.pt", map_location="cpu", weights_only=True))
     network = network.eval()
     post = parser.get_parsed_content("postprocessing").transforms
-    groups = {"decode": [], "refine": [], "trust": []}
+    steps = []  # (group, step) in the pipeline's order
     for transform in post:
         if isinstance(transform, DetectLandmarksd):  # the first stage's decoding, then its judgement and search
-            groups["decode"].append(transform.detector.decoded)
-            groups["trust"].append(functools.partial(transform.detector.search, fine_key=transform.keys[0]))
+            steps.append(("decode", transform.detector.decoded))
+            steps.append(("trust", functools.partial(transform.detector.search, fine_key=transform.keys[0])))
         else:
-            groups["refine" if isinstance(transform, RefineLandmarksd) else "trust"].append(transform)
+            steps.append(("refine" if isinstance(transform, RefineLandmarksd) else "trust", transform))
     entry = {"image": image_path, **({"spacing": list(spacing)} if spacing else {})}
 
     def run(steps, data):
@@ -188,8 +188,10 @@ def shipped_pipeline(image_path: str, repeats: int, spacing: list | None = (0.1,
         net_s, output = _median_seconds(lambda: network(prepared["image"][None].as_tensor())[0], repeats)
     seconds = {"read": read_s, "preprocess": prep_s, "network": net_s}
     data = {**prepared, "pred": output}
-    for group, steps in groups.items():
-        seconds[group], data = _median_seconds(lambda steps=steps, data=data: run(steps, dict(data)), repeats)
+    seconds.update(decode=0.0, refine=0.0, trust=0.0)
+    for group, step in steps:  # each step timed on its own input, in order, and added to its group
+        elapsed, data = _median_seconds(lambda step=step, data=data: step(dict(data)), repeats)
+        seconds[group] += elapsed
     parameters = sum(p.numel() for p in network.parameters())
     parameters += sum(p.numel() for p in parser.get_parsed_content("refiner_def").parameters())
     return {
