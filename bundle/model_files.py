@@ -11,6 +11,7 @@ Label's ``BundleInferTask`` runs no handlers).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import weakref
@@ -65,9 +66,8 @@ def read_model_file(path: str | os.PathLike, reader: Callable[[str], T], key: Ha
 
 def module_device(network: torch.nn.Module) -> torch.device:
     """Where ``network`` computes: its first parameter's (or buffer's) device; the CPU for a module holding neither."""
-    for tensor in (*network.parameters(), *network.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    first = next(itertools.chain(network.parameters(), network.buffers()), None)  # no list of every tensor
+    return torch.device("cpu") if first is None else first.device
 
 
 def load_weights(
