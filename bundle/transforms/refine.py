@@ -97,7 +97,9 @@ class RefineLandmarksd(MapTransform):
     The refiner learnt to correct first-stage misses up to ``max_move_mm`` (its training offsets' limit); a point it
     moves further than that lies outside what it was trained for, and on validation images such moves were mostly to
     a similar structure nearby (9 to 13 mm off where the first stage was within 3 mm). Such a landmark keeps the first
-    stage's point, and ``refine_rejected`` (K,) bool marks it.
+    stage's point and its features (its confidence and spread, which set its radius; NaN where the first stage's are
+    not in the data, so that the radius is the widest and the landmark is reviewed), and ``refine_rejected`` (K,) bool
+    marks it.
 
     Args:
         keys: the fine image (channel-first MetaTensor at the refiner's spacing, intensities as in its training),
@@ -161,7 +163,7 @@ class RefineLandmarksd(MapTransform):
             heatmaps = torch.sigmoid(logits[own, own].float())  # patch k, channel k: (K, *P)
             world, confidence = decode_patches(heatmaps, affines, self.codec)
             grid, _ = self.codec.decode(heatmaps[:, None])
-            spread = self.codec.spread(heatmaps[:, None], grid)[:, 0].double() * self.spacing
+            spread = self.codec.spread(heatmaps[:, None], grid)[:, 0].double().cpu() * self.spacing
             moved = torch.linalg.vector_norm(world - coarse, dim=-1)
             rejected = (
                 moved > self.max_move_mm if self.max_move_mm is not None else torch.zeros(count, dtype=torch.bool)
@@ -169,9 +171,17 @@ class RefineLandmarksd(MapTransform):
             world = torch.where(rejected[:, None], coarse, world)
             source = image.meta.get("source_affine", image.affine)
             d["coarse_landmarks"] = coarse
+            refined = {"confidence": confidence, "spread": spread}
             for name in ("confidence", "spread"):  # the first stage's, kept as the landmarks are
                 if f"{self.prefix}{name}" in d:
-                    d[f"coarse_{name}"] = torch.as_tensor(d[f"{self.prefix}{name}"], dtype=torch.float64).cpu()
+                    first = torch.as_tensor(d[f"{self.prefix}{name}"], dtype=torch.float64).cpu()
+                    d[f"coarse_{name}"] = first
+                    # a rejected move keeps the first stage's point, so the point's features are the first stage's too:
+                    # the refiner's heatmap describes a point that is not reported
+                    refined[name] = torch.where(rejected, first, refined[name])
+                elif bool(rejected.any()):
+                    refined[name] = torch.where(rejected, float("nan"), refined[name])
+            confidence, spread = refined["confidence"], refined["spread"]
             d["refine_move_mm"] = moved
             d["refine_rejected"] = rejected
             d[f"{self.prefix}landmarks"] = world

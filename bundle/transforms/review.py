@@ -32,6 +32,7 @@ REVIEW_REASONS = {
     "searched_again": "the first stage's point was implausible; the refiner searched where the shape model expects it",
     "stages_disagree": "the refiner moved the point further than it was trained to; the first stage's point is kept",
     "wide_radius": "the error radius is over the review tolerance",
+    "features_not_finite": "the heatmap's width or peak is not a finite number, so the radius is the widest calibrated",
     "image_implausible": "the landmarks as a whole do not form a plausible configuration",
 }
 
@@ -39,8 +40,9 @@ REVIEW_REASONS = {
 class ErrorRadiusd(MapTransform):
     """The radius (mm) within which each landmark's true position lies with probability ``coverage``: conformal
     calibration (:class:`bundle.uncertainty.ErrorCalibration`) of the final heatmap's width and peak
-    (``pred_spread``, ``pred_confidence``). Writes ``pred_error_radius`` (K,) float64 mm and
-    ``error_radius_coverage``.
+    (``pred_spread``, ``pred_confidence``). Writes ``pred_error_radius`` (K,) float64 mm,
+    ``error_radius_coverage`` and ``pred_features_not_finite`` (K,) bool: a landmark whose width or peak is NaN or
+    infinite gets the calibration's widest radius (never a small one) and :class:`FlagLandmarksd` sends it to review.
 
     Without a calibration file the radii are NaN (written as null) and a warning says how to calibrate, once. The file
     is read through the model-file loader (:mod:`bundle.model_files`), so a calibration rewritten while the
@@ -98,18 +100,19 @@ class ErrorRadiusd(MapTransform):
         calibration = self.calibration
         for key in self.key_iterator(d):
             count = torch.as_tensor(d[key]).shape[0]
+            features = np.stack(
+                [
+                    torch.as_tensor(d[f"{self.prefix}spread"], dtype=torch.float64).cpu().numpy(),
+                    torch.as_tensor(d[f"{self.prefix}confidence"], dtype=torch.float64).cpu().numpy(),
+                ],
+                -1,
+            )
             if calibration is None:
                 radius = np.full(count, np.nan)
             else:
-                features = np.stack(
-                    [
-                        torch.as_tensor(d[f"{self.prefix}spread"], dtype=torch.float64).cpu().numpy(),
-                        torch.as_tensor(d[f"{self.prefix}confidence"], dtype=torch.float64).cpu().numpy(),
-                    ],
-                    -1,
-                )
-                radius = calibration.radius(np.nan_to_num(features, nan=0.0), self.coverage)
+                radius = calibration.radius(features, self.coverage)
             d[f"{self.prefix}error_radius"] = torch.as_tensor(radius, dtype=torch.float64)
+            d[f"{self.prefix}features_not_finite"] = torch.as_tensor(~np.isfinite(features).all(-1))
             d["error_radius_coverage"] = self.coverage
         return d
 
@@ -120,7 +123,8 @@ class FlagLandmarksd(MapTransform):
     Visible: inside the original image (pixel coordinates within ``[-0.5, size - 0.5]`` on every axis); a point
     outside is kept where it was decoded (never clipped) and marked. Review (``True``) for any of
     :data:`REVIEW_REASONS`: outside the image, implausible (``shape_implausible``), searched again
-    (``shape_reseek``), the stages disagreeing (``refine_rejected``), an error radius over ``review_radius_mm``, or a
+    (``shape_reseek``), the stages disagreeing (``refine_rejected``), an error radius over ``review_radius_mm``, a
+    width or peak that is not a number (``pred_features_not_finite``), or a
     configuration implausible as a whole (``shape_plausible`` false: every landmark, and a warning naming the file).
     Keys another transform did not write count as no reason.
 
@@ -172,6 +176,7 @@ class FlagLandmarksd(MapTransform):
                 "searched_again": mask("shape_reseek"),
                 "stages_disagree": mask("refine_rejected"),
                 "wide_radius": wide,
+                "features_not_finite": mask(f"{self.prefix}features_not_finite"),
                 "image_implausible": np.full(count, whole),
             }
             reasons = [[name for name, flags in reasons_by.items() if flags[k]] for k in range(count)]

@@ -52,6 +52,9 @@ class ErrorCalibration:
         count: n, calibration scores (images x landmarks).
         images: the calibration images' count.
         description: where the calibration comes from (data, split, pipeline).
+        widest: (K,) each landmark's largest difficulty ``s_k * g_ik`` over the calibration images, in mm: the radius
+            of a landmark whose features are not finite numbers is its quantile times this, the widest the calibration
+            gives (None, in files written before it was stored: such a radius is NaN).
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class ErrorCalibration:
         count: int,
         images: int,
         description: str = "",
+        widest: Sequence[float] | None = None,
     ):
         self.beta = np.asarray(beta, dtype=np.float64).reshape(-1)
         if self.beta.shape != (len(FEATURES),):
@@ -76,6 +80,11 @@ class ErrorCalibration:
                 raise InputError(f"the quantile at {c} must be one number or {len(self.scales)}, got {q.shape}.")
             self.quantiles[float(c)] = float(q) if q.ndim == 0 else q
         self.count, self.images, self.description = int(count), int(images), str(description)
+        self.widest = None
+        if widest is not None:
+            self.widest = np.asarray(widest, dtype=np.float64).reshape(-1)
+            if self.widest.shape != self.scales.shape or not np.all(np.isfinite(self.widest) & (self.widest > 0)):
+                raise InputError(f"widest must be {len(self.scales)} positive numbers, got {self.widest}.")
 
     @property
     def per_landmark(self) -> bool:
@@ -152,11 +161,14 @@ class ErrorCalibration:
                 )
             row = columns[rank - 1]
             quantiles[float(coverage)] = row if per_landmark else float(row[0])
-        return cls(beta, scales, quantiles, scores.size, images, description)
+        widest = (scales * np.exp(_design(features) @ beta)).max(axis=0)
+        return cls(beta, scales, quantiles, scores.size, images, description, widest)
 
     # ------------------------------------------------------------------ use
     def radius(self, features: np.ndarray, coverage: float = 0.9) -> np.ndarray:
-        """(..., K) radii in mm for (..., K, F) features, at a calibrated ``coverage``.
+        """(..., K) radii in mm for (..., K, F) features, at a calibrated ``coverage``. A landmark with a feature that
+        is not a finite number (a heatmap with no positive value near its point, a refiner's point that was not kept
+        with no first-stage features) gets the widest radius of the calibration (``widest``), never a small one.
 
         Raises:
             ValueError: the coverage was not calibrated, or the features have another landmark count.
@@ -166,7 +178,10 @@ class ErrorCalibration:
         features = np.asarray(features, dtype=np.float64)
         if features.shape[-2:] != (self.num_landmarks, len(FEATURES)):
             raise InputError(f"features must be (..., {self.num_landmarks}, {len(FEATURES)}), got {features.shape}.")
-        return self.quantiles[float(coverage)] * self.scales * np.exp(_design(features) @ self.beta)
+        known = np.isfinite(features).all(-1)
+        difficulty = self.scales * np.exp(_design(np.where(known[..., None], features, 1.0)) @ self.beta)
+        widest = np.full(self.num_landmarks, np.nan) if self.widest is None else self.widest
+        return self.quantiles[float(coverage)] * np.where(known, difficulty, widest)
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:
@@ -178,6 +193,7 @@ class ErrorCalibration:
             "count": self.count,
             "images": self.images,
             "description": self.description,
+            **({} if self.widest is None else {"widest_mm": self.widest.tolist()}),
         }
 
     def save(self, path: str | os.PathLike, pipeline: str) -> None:
@@ -223,5 +239,11 @@ class ErrorCalibration:
             )
         quantiles = {float(c): q for c, q in entry["quantiles"].items()}
         return cls(
-            entry["beta"], entry["scales_mm"], quantiles, entry["count"], entry["images"], entry.get("description", "")
+            entry["beta"],
+            entry["scales_mm"],
+            quantiles,
+            entry["count"],
+            entry["images"],
+            entry.get("description", ""),
+            entry.get("widest_mm"),
         )

@@ -275,6 +275,16 @@ def test_a_move_beyond_the_refiners_range_keeps_the_first_stages_point_and_says_
     torch.testing.assert_close(out["refine_move_mm"], moves, atol=0.02, rtol=0)
     torch.testing.assert_close(out["pred_landmarks"][[0, 2]], coarse[[0, 2]])
     torch.testing.assert_close(out["pred_landmarks"][1], truth[1], atol=0.02, rtol=0)
+    # a kept first-stage point keeps the first stage's features, which set its radius; the accepted one has the refiner's
+    first = {"confidence": torch.tensor([0.3, 0.4, 0.5]), "spread": torch.tensor([2.5, 2.6, 2.7])}
+    out = refine({**data, "pred_confidence": first["confidence"], "pred_spread": first["spread"]})
+    for name in ("confidence", "spread"):
+        torch.testing.assert_close(out[f"pred_{name}"][[0, 2]], first[name][[0, 2]].double())
+        torch.testing.assert_close(out[f"coarse_{name}"], first[name].double())
+    assert out["pred_confidence"][1] > 0.8 and out["pred_spread"][1] < 1.0
+    # without the first stage's features, a kept point's are unknown (NaN: the widest radius), never the refiner's
+    no_spread = refine(data)
+    assert torch.isnan(no_spread["pred_spread"][[0, 2]]).all() and torch.isfinite(no_spread["pred_spread"][1])
 
 
 def test_refinement_refuses_missing_weights_a_wrong_network_and_broken_output(tmp_path):

@@ -215,6 +215,16 @@ def test_error_radii_come_from_the_calibration_or_are_null_with_a_warning(tmp_pa
     expected = calibration.radius(np.stack([np.ones(8), np.ones(8)], -1), 0.9)
     np.testing.assert_allclose(out["pred_error_radius"].numpy(), expected)
     assert out["error_radius_coverage"] == 0.9
+    assert not out["pred_features_not_finite"].any()
+    broken = {**d, "pred_spread": torch.tensor([1.0, float("nan")] + [1.0] * 6)}
+    wide = ErrorRadiusd("pred_landmarks", str(tmp_path / "calibration.json"), coverage=0.9)(broken)
+    assert wide["pred_features_not_finite"].tolist() == [False, True] + [False] * 6
+    assert wide["pred_error_radius"][1] == pytest.approx(calibration.quantiles[0.9] * calibration.widest[1])
+    assert wide["pred_error_radius"][1] > out["pred_error_radius"][1]
+    flagged = FlagLandmarksd("pred_landmarks")(
+        {**wide, "image": _grid(1.0, (20, 20)), "pred_pixels": torch.full((8, 2), 5.0, dtype=torch.float64)}
+    )
+    assert flagged["pred_review_reasons"][1] == ["features_not_finite"] and flagged["pred_review"].sum() == 1
     with caplog.at_level(logging.WARNING):
         none = ErrorRadiusd("pred_landmarks", str(tmp_path / "missing.json"))(d)
     assert torch.isnan(none["pred_error_radius"]).all() and "Error radii will be null" in caplog.text

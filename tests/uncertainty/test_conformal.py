@@ -135,3 +135,23 @@ def test_a_mondrian_calibration_survives_its_file(tmp_path):
     np.testing.assert_allclose(loaded.radius(features[0], 0.9), calibration.radius(features[0], 0.9))
     with pytest.raises(ValueError, match="one number or 5"):
         ErrorCalibration(calibration.beta, calibration.scales, {0.9: [1.0, 2.0]}, 10, 2)
+
+
+def test_a_landmark_whose_features_are_not_numbers_gets_the_widest_calibrated_radius_never_a_small_one(tmp_path):
+    rng = np.random.default_rng(3)
+    spread = rng.uniform(0.5, 3.0, (40, 4))
+    features = np.stack([spread, rng.uniform(0.2, 0.9, (40, 4))], -1)
+    calibration = ErrorCalibration.fit(np.abs(rng.normal(size=(40, 4))) * spread, features)
+    seen = calibration.radius(features, 0.9)  # (40, 4): every calibration image's radius
+    np.testing.assert_allclose(calibration.widest * calibration.quantiles[0.9], seen.max(0))
+    query = np.array([[[1.0, 0.5], [np.nan, 0.5], [1.0, np.inf], [np.nan, np.nan]]])
+    radius = calibration.radius(query, 0.9)[0]
+    np.testing.assert_allclose(radius[1:], seen.max(0)[1:])
+    assert radius[0] < seen.max(0)[0]  # an ordinary feature is not widened
+    calibration.save(tmp_path / "c.json", "both_stages")
+    again = ErrorCalibration.load(tmp_path / "c.json", "both_stages")
+    np.testing.assert_allclose(again.radius(query, 0.9), calibration.radius(query, 0.9))
+    old = ErrorCalibration(calibration.beta, calibration.scales, calibration.quantiles, 160, 40)  # no widest stored
+    assert np.isnan(old.radius(query, 0.9)[0, 1:]).all()  # null, and reviewed: not the features' zero
+    with pytest.raises(ValueError, match="widest must be 4 positive"):
+        ErrorCalibration(calibration.beta, calibration.scales, calibration.quantiles, 160, 40, widest=[1.0, 0, 1, 1])
