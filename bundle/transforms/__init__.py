@@ -19,7 +19,7 @@ from .output import LandmarkResultd
 from .patches import RandLandmarkPatchesd, patch_affines, sample_patches
 from .plausibility import PlausibleLandmarksd
 from .refine import DecodePatchLandmarkd, RefineLandmarksd, decode_patches
-from .review import REVIEW_REASONS, ErrorRadiusd, FlagLandmarksd
+from .review import REVIEW_REASONS, ErrorRadiusd, FlagLandmarksd, ReviewRiskd
 
 __all__ = [
     "chain",
@@ -48,6 +48,7 @@ __all__ = [
     "ErrorRadiusd",
     "FlagLandmarksd",
     "REVIEW_REASONS",
+    "ReviewRiskd",
     "Measurementsd",
     "LandmarkResultd",
     "LandmarkLabelMapd",

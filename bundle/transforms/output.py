@@ -59,6 +59,7 @@ UNITS = {
     "pixel": "pixels of the image file, x = column, y = row (z = slice), centre of the first pixel at 0",
     "spacing": "mm per pixel, array axes x, y (, z)",
     "error_radius_mm": "mm: the true landmark lies within it with probability error_radius_coverage",
+    "review_risk": "probability that the landmark is more than review_risk_miss_mm from the truth",
 }
 
 
@@ -73,6 +74,8 @@ def record_parts(data: Mapping, key: str, image, names: list, prefix: str) -> tu
     landmarks = Landmarks(np.nan_to_num(world), names)
     radius = data.get(f"{prefix}error_radius")
     radius = [None] * count if radius is None else [_finite(v) for v in torch.as_tensor(radius).double().tolist()]
+    risk = data.get(f"{prefix}review_risk")
+    risk = None if risk is None else [_finite(v) for v in torch.as_tensor(risk).double().tolist()]
     visible = data.get(f"{prefix}visible")
     review = data.get(f"{prefix}review")
     extra = {
@@ -82,6 +85,7 @@ def record_parts(data: Mapping, key: str, image, names: list, prefix: str) -> tu
         "error_radius_mm": radius,
         "review": [False] * count if review is None else [bool(v) for v in torch.as_tensor(review).tolist()],
         "review_reasons": data.get(f"{prefix}review_reasons", [[] for _ in range(count)]),
+        **({} if risk is None else {"review_risk": risk}),
         "_top": {
             "image": image_filename(image),
             "units": UNITS,
@@ -90,6 +94,7 @@ def record_parts(data: Mapping, key: str, image, names: list, prefix: str) -> tu
             "orientation": str(data.get("orientation", "as_acquired")),
             "plausible": data.get("shape_plausible"),
             "error_radius_coverage": data.get("error_radius_coverage"),
+            **({} if risk is None else {"review_risk_miss_mm": data.get("review_risk_miss_mm")}),
         },
     }
     if data.get("measurements"):

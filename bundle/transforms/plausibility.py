@@ -47,7 +47,8 @@ class PlausibleLandmarksd(MapTransform):
     Writes ``{prefix}landmarks``, ``{prefix}pixels`` and ``{prefix}confidence`` (the chosen points), and
     ``shape_plausible`` (bool: the configuration as a whole; without ``choose``, a later judgement, of points the
     refiner placed, also needs the earlier one to have held: a configuration the shape model completed is not
-    evidence of itself), ``shape_implausible`` (K,) bool, ``shape_inliers``
+    evidence of itself), ``shape_implausible`` (K,) bool, ``shape_mahalanobis`` (K,) float64 (each point's squared
+    Mahalanobis distance from where the others put it, a feature of the review's risk), ``shape_inliers``
     (int), ``shape_size`` (the configuration's centroid size in the image's mm, for spacing estimation),
     ``shape_rotation_deg`` and, with ``reseek``, ``shape_reseek`` (K,) bool.
 
@@ -127,6 +128,7 @@ class PlausibleLandmarksd(MapTransform):
         out = {
             "shape_plausible": plausible,
             "shape_implausible": implausible,
+            "shape_mahalanobis": torch.as_tensor(fit.mahalanobis, dtype=torch.float64),
             "shape_inliers": int(fit.inlier.sum()),
             "shape_size": float(fit.size),
             "shape_rotation_deg": float(fit.rotation_deg),

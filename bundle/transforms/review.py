@@ -20,9 +20,9 @@ from monai.transforms import MapTransform
 from ..errors import InputError
 from ..io import image_filename, loaded_shape
 from ..model_files import read_model_file
-from ..uncertainty import ErrorCalibration
+from ..uncertainty import RAW, ErrorCalibration, MissRisk
 
-__all__ = ["ErrorRadiusd", "FlagLandmarksd", "REVIEW_REASONS"]
+__all__ = ["ErrorRadiusd", "FlagLandmarksd", "REVIEW_REASONS", "ReviewRiskd"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,12 @@ REVIEW_REASONS = {
     "stages_disagree": "the refiner moved the point further than it was trained to; the first stage's point is kept",
     "wide_radius": "the error radius is over the review tolerance",
     "features_not_finite": "the heatmap's width or peak is not a finite number, so the radius is the widest calibrated",
+    # the review's risk (ReviewRiskd): a likely miss, by the feature that raised its risk most
+    "wide_heatmap": "a likely miss: the heatmap is wide around the point",
+    "weak_peak": "a likely miss: the heatmap's peak is weak",
+    "far_refiner_move": "a likely miss: the refiner moved the first stage's point far",
+    "unlike_shape": "a likely miss: the point is far from where the other landmarks put it",
+    "second_peak": "a likely miss: the first stage's heatmap has a strong second peak",
     "image_implausible": "the landmarks as a whole do not form a plausible configuration",
 }
 
@@ -117,6 +123,110 @@ class ErrorRadiusd(MapTransform):
         return d
 
 
+# where each raw feature of the risk (bundle.uncertainty.RAW) sits in the data; (key, column) for a column of a table
+RISK_KEYS = {
+    "spread_mm": ("{prefix}spread", None),
+    "confidence": ("{prefix}confidence", None),
+    "coarse_spread_mm": ("coarse_spread", None),
+    "coarse_confidence": ("coarse_confidence", None),
+    "proposed_move_mm": ("refine_move_mm", None),
+    "shape_mahalanobis": ("shape_mahalanobis", None),
+    "candidate_score_1": ("{prefix}candidate_scores", 0),
+    "candidate_score_2": ("{prefix}candidate_scores", 1),
+}
+assert set(RISK_KEYS) == set(RAW)
+
+
+class ReviewRiskd(MapTransform):
+    """Each landmark's risk of a miss (:class:`bundle.uncertainty.MissRisk`, fitted on out-of-fold rows) and the
+    review it calls for: a landmark whose risk reaches the threshold of ``budget`` is flagged, with the reason of the
+    feature that raised its risk most. Writes ``pred_review_risk`` (K,) float64 (NaN without a risk file, or where a
+    feature is not a number: such a landmark is flagged by :class:`FlagLandmarksd` as ``features_not_finite``) and
+    ``pred_risk_reasons`` (K lists of at most one reason name).
+
+    Without a risk file (or without one for ``pipeline``), the risks are NaN, nothing is flagged for risk and a warning
+    says so, once. The file is read through the model-file loader (:mod:`bundle.model_files`).
+
+    Args:
+        keys: the final landmarks (``pred_landmarks``); the features sit beside them (:data:`RISK_KEYS`).
+        risk: the risk file (``review_risk.json`` beside the weights).
+        pipeline: which of its risks: ``"both_stages"`` (the features differ without the refiner).
+        budget: the share of landmarks a review may flag for risk (0.15: 15 %), on images like the fit's.
+        num_landmarks: the network's, checked against a per-landmark risk.
+        prefix: of the decoded keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        risk: str | os.PathLike,
+        pipeline: str = "both_stages",
+        budget: float = 0.15,
+        num_landmarks: int | None = None,
+        prefix: str = "pred_",
+        allow_missing_keys: bool = False,
+    ):
+        super().__init__(keys, allow_missing_keys)
+        if not 0 <= budget <= 1:
+            raise InputError(f"the review budget must be a fraction in [0, 1], got {budget}.")
+        self.path, self.pipeline, self.budget = risk, str(pipeline), float(budget)
+        self.num_landmarks, self.prefix = num_landmarks, prefix
+        self._warned = False
+        _ = self.risk  # a broken file is an error at once, not at the first image
+
+    @property
+    def risk(self) -> MissRisk | None:
+        """The risk as its file is now; None (with a warning, once) when there is none."""
+        try:
+            return read_model_file(
+                self.path,
+                lambda real: MissRisk.load(real, self.pipeline, self.num_landmarks),
+                key=("review_risk", self.pipeline, self.num_landmarks),
+            )
+        except (FileNotFoundError, LookupError) as e:
+            if not self._warned:
+                logger.warning(f"{e} No landmark is flagged for its risk of a miss (README, 'The review').")
+                self._warned = True
+            return None
+
+    def raw_features(self, d: Mapping, count: int) -> dict:
+        """The risk's raw features (:data:`bundle.uncertainty.RAW`) of the K landmarks in ``d``, (K,) each; NaN where
+        the data lacks one (a pipeline without the refiner has no first-stage features apart)."""
+        raw = {}
+        for name, (key, column) in RISK_KEYS.items():
+            value = d.get(key.format(prefix=self.prefix))
+            if value is None:
+                raw[name] = np.full(count, np.nan)
+                continue
+            value = torch.as_tensor(value, dtype=torch.float64).cpu().numpy()
+            if column is not None:
+                value = value[:, column] if value.ndim == 2 and value.shape[1] > column else np.full(count, np.nan)
+            raw[name] = value.reshape(count)
+        return raw
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        risk = self.risk
+        for key in self.key_iterator(d):
+            count = torch.as_tensor(d[key]).shape[0]
+            probability, reasons = np.full(count, np.nan), [[] for _ in range(count)]
+            if risk is not None:
+                raw, landmarks = self.raw_features(d, count), np.arange(count)
+                probability = risk.probability(raw, landmarks)
+                flagged = probability >= risk.threshold(self.budget)
+                for k, reason in enumerate(risk.reasons(raw, landmarks)):
+                    if flagged[k]:
+                        reasons[k] = [reason]
+                d[f"{self.prefix}features_not_finite"] = torch.as_tensor(
+                    np.asarray(d.get(f"{self.prefix}features_not_finite", np.zeros(count, bool)), bool)
+                    | np.isnan(probability)
+                )
+            d[f"{self.prefix}review_risk"] = torch.as_tensor(probability, dtype=torch.float64)
+            d["review_risk_miss_mm"] = None if risk is None else risk.miss_mm
+            d[f"{self.prefix}risk_reasons"] = reasons
+        return d
+
+
 class FlagLandmarksd(MapTransform):
     """Which landmarks are visible, which need review, and why.
 
@@ -124,7 +234,8 @@ class FlagLandmarksd(MapTransform):
     outside is kept where it was decoded (never clipped) and marked. Review (``True``) for any of
     :data:`REVIEW_REASONS`: outside the image, implausible (``shape_implausible``), searched again
     (``shape_reseek``), the stages disagreeing (``refine_rejected``), an error radius over ``review_radius_mm``, a
-    width or peak that is not a number (``pred_features_not_finite``), or a
+    width or peak that is not a number (``pred_features_not_finite``), a risk of a miss over the budget's threshold
+    (``pred_risk_reasons`` from :class:`ReviewRiskd`, naming the feature that raised it), or a
     configuration implausible as a whole (``shape_plausible`` false: every landmark, and a warning naming the file).
     Keys another transform did not write count as no reason.
 
@@ -179,7 +290,8 @@ class FlagLandmarksd(MapTransform):
                 "features_not_finite": mask(f"{self.prefix}features_not_finite"),
                 "image_implausible": np.full(count, whole),
             }
-            reasons = [[name for name, flags in reasons_by.items() if flags[k]] for k in range(count)]
+            risky = d.get(f"{self.prefix}risk_reasons") or [[] for _ in range(count)]
+            reasons = [[name for name, flags in reasons_by.items() if flags[k]] + list(risky[k]) for k in range(count)]
             d[f"{self.prefix}visible"] = visible
             d[f"{self.prefix}review"] = torch.tensor([bool(r) for r in reasons])
             d[f"{self.prefix}review_reasons"] = reasons

@@ -16,9 +16,10 @@ from bundle.transforms import (
     FlagLandmarksd,
     LandmarkDetector,
     PlausibleLandmarksd,
+    ReviewRiskd,
     orient,
 )
-from bundle.uncertainty import ErrorCalibration
+from bundle.uncertainty import RAW, ErrorCalibration, MissRisk
 from tests.shape.test_model import BASE, _population
 
 NAMES = [f"p{k}" for k in range(len(BASE))]
@@ -273,3 +274,68 @@ def test_the_image_edges_and_the_review_radius_are_inclusive_bounds():
     assert [("wide_radius" in r) for r in out["pred_review_reasons"]] == [False] * 6 + [True]
     with pytest.raises(ValueError, match="review_radius_mm must be > 0"):
         FlagLandmarksd("pred_landmarks", review_radius_mm=0.0)
+
+
+def _risk_file(tmp_path, count=8):
+    """A risk in which misses come with a large shape distance or a far refiner move, saved for both stages."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    raw = {name: rng.uniform(0.2, 0.9, n) for name in RAW}
+    raw["shape_mahalanobis"], raw["proposed_move_mm"] = rng.chisquare(2, n), rng.uniform(0, 3, n)
+    logit = -7 + 1.5 * np.log1p(raw["shape_mahalanobis"]) + 1.5 * raw["proposed_move_mm"]
+    errors = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), 7.0, 1.0)
+    risk = MissRisk.fit(raw, errors, np.arange(n) % count, count)
+    risk.save(tmp_path / "review_risk.json", "both_stages")
+    return risk
+
+
+def _risk_data(count=8, **overrides):
+    d = {
+        "pred_landmarks": torch.zeros(count, 2, dtype=torch.float64),
+        "pred_spread": torch.full((count,), 0.5),
+        "pred_confidence": torch.full((count,), 0.5),
+        "coarse_spread": torch.full((count,), 0.5),
+        "coarse_confidence": torch.full((count,), 0.5),
+        "refine_move_mm": torch.full((count,), 0.5),
+        "shape_mahalanobis": torch.full((count,), 1.0, dtype=torch.float64),
+        "pred_candidate_scores": torch.full((count, 2), 0.5),
+    }
+    d.update(overrides)
+    return d
+
+
+def test_the_review_flags_the_landmarks_whose_risk_of_a_miss_reaches_the_budgets_threshold_and_says_why(tmp_path):
+    risk = _risk_file(tmp_path)
+    move = torch.tensor([0.5, 0.5, 2.9, 0.5, 0.5, 0.5, 0.5, 0.5])
+    distance = torch.tensor([1.0, 100.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    d = _risk_data(refine_move_mm=move, shape_mahalanobis=distance)
+    out = ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), budget=0.3, num_landmarks=8)(d)
+    assert out["pred_risk_reasons"] == [[], ["unlike_shape"], ["far_refiner_move"], [], [], [], [], []]
+    risks = out["pred_review_risk"].numpy()
+    assert risks[1] > risks[0] and risks[2] > risks[0] and risks[0] < risk.threshold(0.3) <= min(risks[1], risks[2])
+    assert out["review_risk_miss_mm"] == 5.0
+    image = _grid(1.0, (20, 20))
+    flagged = FlagLandmarksd("pred_landmarks")({**out, "image": image, "pred_pixels": torch.full((8, 2), 5.0)})
+    assert flagged["pred_review"].tolist() == [False, True, True] + [False] * 5
+    assert flagged["pred_review_reasons"][1] == ["unlike_shape"]
+    # a larger budget flags more; none flags nothing for risk
+    wider = ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), budget=1.0)(d)
+    assert all(r for r in wider["pred_risk_reasons"])
+    assert not any(ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), budget=0.0)(d)["pred_risk_reasons"])
+    with pytest.raises(ValueError, match="fraction in"):
+        ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), budget=15)
+
+
+def test_a_landmark_without_its_risk_features_is_reviewed_and_no_risk_file_flags_nothing_with_a_warning(
+    tmp_path, caplog
+):
+    _risk_file(tmp_path)
+    d = _risk_data(pred_spread=torch.tensor([0.5, float("nan")] + [0.5] * 6))
+    out = ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"))(d)
+    assert np.isnan(out["pred_review_risk"][1]) and out["pred_features_not_finite"].tolist() == [False, True] + [False] * 6
+    with caplog.at_level(logging.WARNING):
+        none = ReviewRiskd("pred_landmarks", str(tmp_path / "absent.json"))(d)
+        first = ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), pipeline="first_stage")(d)
+    assert torch.isnan(none["pred_review_risk"]).all() and not any(none["pred_risk_reasons"])
+    assert "no review risk" in caplog.text and "not 'first_stage'" in caplog.text
+    assert not any(first["pred_risk_reasons"]) and none["review_risk_miss_mm"] is None
