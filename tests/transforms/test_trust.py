@@ -321,7 +321,9 @@ def test_the_review_flags_the_landmarks_whose_risk_of_a_miss_reaches_the_budgets
     # a larger budget flags more; none flags nothing for risk
     wider = ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), budget=1.0)(d)
     assert all(r for r in wider["pred_risk_reasons"])
-    assert not any(ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), budget=0.0)(d)["pred_risk_reasons"])
+    assert not any(
+        ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), budget=0.0)(d)["pred_risk_reasons"]
+    )
     with pytest.raises(ValueError, match="fraction in"):
         ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), budget=15)
 
@@ -332,7 +334,9 @@ def test_a_landmark_without_its_risk_features_is_reviewed_and_no_risk_file_flags
     _risk_file(tmp_path)
     d = _risk_data(pred_spread=torch.tensor([0.5, float("nan")] + [0.5] * 6))
     out = ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"))(d)
-    assert np.isnan(out["pred_review_risk"][1]) and out["pred_features_not_finite"].tolist() == [False, True] + [False] * 6
+    assert (
+        np.isnan(out["pred_review_risk"][1]) and out["pred_features_not_finite"].tolist() == [False, True] + [False] * 6
+    )
     with caplog.at_level(logging.WARNING):
         none = ReviewRiskd("pred_landmarks", str(tmp_path / "absent.json"))(d)
         first = ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"), pipeline="first_stage")(d)
