@@ -353,7 +353,12 @@ class ShapeModel:
 
     # ------------------------------------------------------------------ judging configurations
     def fit_configuration(
-        self, points: np.ndarray, given: np.ndarray | None = None, noise_mm: float = 1.0, scale_to_mm: float = 1.0
+        self,
+        points: np.ndarray,
+        given: np.ndarray | None = None,
+        noise_mm: float = 1.0,
+        scale_to_mm: float = 1.0,
+        check_size: bool = True,
     ) -> ShapeFit:
         """Judge a configuration: a robust alignment to the mean shape, then, repeatedly, the least plausible inlier
         leaves the inliers while its squared Mahalanobis distance (given the other inliers) is over ``threshold``,
@@ -365,6 +370,8 @@ class ShapeModel:
             noise_mm: the detector's scatter per axis, in mm, added to the model's own (a detected configuration is
                 noisier than an annotated one).
             scale_to_mm: mm per unit of ``points`` (1 for points in mm).
+            check_size: whether a size beyond ``max_size_factor`` of the mean makes the configuration implausible;
+                False judges it up to scale (its pixel size unknown: the size is what will give the spacing).
 
         Raises:
             ValueError: ``points`` is not (K, D) for this model.
@@ -405,7 +412,9 @@ class ShapeModel:
         rotation = rotation_angle_deg(similarity.rotation.T)  # the configuration's turn against the mean shape
         enough = int(inlier.sum()) >= max(minimal + 1, math.ceil(self.min_inlier_fraction * int(given.sum()) - 1e-9))
         size_mm = scale_to_mm / similarity.scale
-        sized = self.size_mean / self.max_size_factor <= size_mm <= self.size_mean * self.max_size_factor
+        sized = (
+            not check_size or self.size_mean / self.max_size_factor <= size_mm <= self.size_mean * self.max_size_factor
+        )
         plausible = bool(enough and sized and abs(rotation) <= self.max_rotation_deg)
         predicted_sd = np.sqrt(np.trace(predicted_cov, axis1=1, axis2=2) / dims) / similarity.scale
         return ShapeFit(
@@ -427,6 +436,7 @@ class ShapeModel:
         scale_to_mm: float = 1.0,
         score_weight: float = 2.0,
         rounds: int = 2,
+        check_size: bool = True,
     ) -> tuple[np.ndarray, ShapeFit]:
         """Pick one candidate per landmark: the detector's best, unless the shape model finds it implausible; then the
         candidate that minimises ``mahalanobis - score_weight * log_score`` among those the model finds plausible
@@ -435,7 +445,7 @@ class ShapeModel:
         Args:
             candidates: (K, M, D) candidate positions per landmark, best first (NaN rows: fewer candidates).
             log_scores: (K, M) the detector's log score of each (e.g. the log of the heatmap's peak).
-            noise_mm, scale_to_mm: as for :meth:`fit_configuration`.
+            noise_mm, scale_to_mm, check_size: as for :meth:`fit_configuration`.
             score_weight: how much the detector's score counts against the shape's (the Gaussian's log density is
                 ``-mahalanobis / 2``, so 2 weighs both as log-likelihoods).
             rounds: how often the choice and the judgement alternate.
@@ -449,7 +459,9 @@ class ShapeModel:
         if candidates.ndim != 3 or candidates.shape[0] != count or candidates.shape[2] != self.spatial_dims:
             raise InputError(f"candidates must be ({count}, M, {self.spatial_dims}), got {candidates.shape}.")
         chosen = np.zeros(count, dtype=int)
-        fit = self.fit_configuration(candidates[:, 0], noise_mm=noise_mm, scale_to_mm=scale_to_mm)
+        fit = self.fit_configuration(
+            candidates[:, 0], noise_mm=noise_mm, scale_to_mm=scale_to_mm, check_size=check_size
+        )
         for _ in range(rounds):
             if not fit.implausible.any() or int(fit.inlier.sum()) < max(2, self.spatial_dims):
                 break
@@ -471,6 +483,6 @@ class ShapeModel:
             if not changed:
                 break
             fit = self.fit_configuration(
-                candidates[np.arange(count), chosen], noise_mm=noise_mm, scale_to_mm=scale_to_mm
+                candidates[np.arange(count), chosen], noise_mm=noise_mm, scale_to_mm=scale_to_mm, check_size=check_size
             )
         return chosen, fit

@@ -207,7 +207,7 @@ class LandmarkDetector(torch.nn.Module):
         if fine.meta.get("spacing_source") != "assumed" or not d.get("shape_plausible", False):
             return d
         factor = self.judge.model.size_mean / float(d["shape_size"])
-        if not 0.25 <= factor <= 4.0:  # not a size a plausible configuration of this anatomy can have
+        if not 0.1 <= factor <= 10.0:  # pixels of 0.01 to 1 mm for an assumed 0.1: no radiograph of this anatomy
             return d
         dims = fine.ndim - 1
         relabelled = _relabel(fine, factor)

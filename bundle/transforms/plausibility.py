@@ -44,6 +44,9 @@ class PlausibleLandmarksd(MapTransform):
     is moved to where the shape model expects it, so that the refinement stage looks for it there
     (:class:`RefineLandmarksd`); its confidence becomes 0.
 
+    A configuration on an image whose pixel size was assumed (``meta["spacing_source"] == "assumed"``) is judged up to
+    scale: its size is what estimates the spacing (:class:`LandmarkDetector`), not evidence against it.
+
     Writes ``{prefix}landmarks``, ``{prefix}pixels`` and ``{prefix}confidence`` (the chosen points), and
     ``shape_plausible`` (bool: the configuration as a whole; without ``choose``, a later judgement, of points the
     refiner placed, also needs the earlier one to have held: a configuration the shape model completed is not
@@ -109,18 +112,21 @@ class PlausibleLandmarksd(MapTransform):
         affine = reference.affine
         world = torch.as_tensor(d[key], dtype=torch.float64).cpu().clone()
         confidence = torch.as_tensor(d[f"{self.prefix}confidence"], dtype=torch.float64).cpu().clone()
+        # an assumed pixel size says nothing of the anatomy's size: judge the configuration up to scale, and let the
+        # detector estimate the spacing from it (a web export at 0.3 mm/px is a cephalogram, not an implausible one)
+        sized = reference.meta.get("spacing_source") != "assumed"
         candidates = d.get(f"{self.prefix}candidates") if self.choose else None
         if candidates is not None:
             candidates = torch.as_tensor(candidates, dtype=torch.float64).cpu()
             scores = torch.as_tensor(d[f"{self.prefix}candidate_scores"], dtype=torch.float64).cpu()
             frame = array_frame(candidates, affine).numpy()
             log_scores = np.log(np.clip(scores.numpy(), 1e-6, None))
-            chosen, fit = model.choose(frame, log_scores, noise_mm=self.noise_mm)
+            chosen, fit = model.choose(frame, log_scores, noise_mm=self.noise_mm, check_size=sized)
             rows = torch.arange(len(chosen))
             picked = torch.as_tensor(chosen)
             world, confidence = candidates[rows, picked].clone(), scores[rows, picked].clone()
         else:
-            fit = model.fit_configuration(array_frame(world, affine).numpy(), noise_mm=self.noise_mm)
+            fit = model.fit_configuration(array_frame(world, affine).numpy(), noise_mm=self.noise_mm, check_size=sized)
         implausible = torch.as_tensor(fit.implausible)
         plausible = bool(fit.plausible)
         if not self.choose:  # a judgement of points placed after the first stage's: both must hold

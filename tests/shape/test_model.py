@@ -90,6 +90,13 @@ def test_a_mirrored_a_turned_over_and_a_giant_configuration_are_implausible(mode
     assert model.fit_configuration(shape * 1.3, noise_mm=1.0).plausible  # a 30 % larger one is a size, not an error
     noise = np.random.default_rng(5).uniform(0, 100, shape.shape)
     assert not model.fit_configuration(noise, noise_mm=1.0).plausible
+    # up to scale (the pixel size unknown), only the size stops counting: the shape and the pose still do
+    for factor in (0.2, 3.0, 5.0):
+        assert model.fit_configuration(shape * factor, noise_mm=1.0 * factor, check_size=False).plausible
+    assert not model.fit_configuration(shape * np.array([-3.0, 3.0]), noise_mm=3.0, check_size=False).plausible
+    assert not model.fit_configuration(noise, noise_mm=1.0, check_size=False).plausible
+    chosen, fit = model.choose((shape * 3.0)[:, None, :], np.zeros((len(shape), 1)), noise_mm=3.0, check_size=False)
+    assert fit.plausible and not model.choose((shape * 3.0)[:, None, :], np.zeros((len(shape), 1)))[1].plausible
 
 
 def test_the_size_is_the_configurations_in_its_units(model):

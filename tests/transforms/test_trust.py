@@ -343,3 +343,20 @@ def test_a_landmark_without_its_risk_features_is_reviewed_and_no_risk_file_flags
     assert torch.isnan(none["pred_review_risk"]).all() and not any(none["pred_risk_reasons"])
     assert "no review risk" in caplog.text and "not 'first_stage'" in caplog.text
     assert not any(first["pred_risk_reasons"]) and none["review_risk_miss_mm"] is None
+
+
+@pytest.mark.parametrize("size_factor", [0.4, 3.0])  # a 0.25 mm/px or a 0.04 mm/px file read at an assumed 0.1 mm
+def test_an_assumed_spacing_is_judged_up_to_scale_and_estimated_while_a_known_one_keeps_the_size_gate(
+    model, tmp_path, size_factor
+):
+    d, to_grid = _assumed_case(model, tmp_path, size_factor=size_factor)
+    judge = PlausibleLandmarksd("pred_landmarks", model, noise_mm=1.0)
+    assert d["image"].meta["spacing_source"] == "assumed"  # the grid image carries where its spacing came from
+    assert judge(d)["shape_plausible"]  # beyond the 2x size gate, but the size is not known
+    known = d["image"].clone()
+    known.meta["spacing_source"] = "given"
+    assert not judge({**d, "image": known})["shape_plausible"]  # a known spacing: that size is not this anatomy
+    stage = _Rerun(to_grid, model)
+    out = stage.find_spacing({**d, **judge(d)}, "fine_image")
+    assert out["fine_image"].meta["spacing_source"] == "estimated"
+    assert float(out["fine_image"].affine[0, 0]) == pytest.approx(0.3 / size_factor, rel=0.01)
