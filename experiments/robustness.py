@@ -8,8 +8,9 @@ its type in the config's preprocessing), as a new file would present it:
 - intensity: ``inverted`` (a MONOCHROME1 export), ``gamma_0.5``/``gamma_2.0`` (other contrast curves), ``noise``
   (5 % of the range), ``blur`` (0.5 mm SD);
 - field of view: ``wide`` (60 mm of black on the right), ``crop_top`` (the top 40 mm collimated away);
-- pixel size: ``pixels_0.14mm`` (resampled, the spacing given), ``unknown_0.08``/``unknown_0.125``/``unknown_0.15``
-  (resampled to that pixel size, and the spacing not given: the pipeline assumes 0.1 mm and estimates it);
+- pixel size: ``pixels_0.14mm`` (resampled, the spacing given), ``unknown_0.05`` to ``unknown_0.5`` (0.05 to 0.5 mm:
+  a detector, film, a web export or a scanned print; resampled to that pixel size, and the spacing not given: the
+  pipeline assumes 0.1 mm and estimates it);
 - orientation: ``mirrored`` (the patient faces left), ``rotated_90``/``rotated_180`` (the file turned).
 
 The geometric ones make a new file: its pixels get a plain affine (the spacing, or the assumption), and the
@@ -47,7 +48,8 @@ from bundle.transforms import LoadLandmarksd, PixelSpacingd
 REPO = Path(__file__).resolve().parents[1]
 INTENSITY = ("none", "inverted", "gamma_0.5", "gamma_2.0", "noise", "blur")
 FIELD = ("wide", "crop_top")
-SPACING = ("pixels_0.14mm", "unknown_0.08", "unknown_0.125", "unknown_0.15")
+SPACING = ("pixels_0.14mm", "unknown_0.05", "unknown_0.08", "unknown_0.125", "unknown_0.15", "unknown_0.25",
+           "unknown_0.375", "unknown_0.5")  # fmt: skip
 ORIENTATION = ("mirrored", "rotated_90", "rotated_180")
 PERTURBATIONS = INTENSITY + FIELD + SPACING + ORIENTATION
 ASSUMED_SPACING = 0.1

@@ -7,6 +7,8 @@ rules that choose, fixed before the figures were seen:
 
 - **Radii** (0.9 coverage): among the variants whose overall coverage lies in [0.87, 0.93], the one whose worst
   landmark is covered most; within one point of that, the one with the smallest mean radius.
+- **The refiner's largest move** (``max_offset_mm``): the limit with the fewest landmarks over 5 mm, then the
+  smallest MRE, then the largest limit.
 - **Risk** (budget 15 % of landmarks, misses over 5 mm): the variant that flags the most misses over 5 mm; among
   equal counts, the one that flags most landmarks over 3 mm off (more of them, so a steadier count), then the one
   whose most-flagged landmark type is flagged least (a type is not a reason).
@@ -243,7 +245,39 @@ def _percent(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{100 * x:.1f} %"
 
 
-def markdown(table: dict, radii: list[dict], radius_choice: dict, risks: list[dict], risk_choice: dict, reviews) -> str:
+MAX_MOVES = (2.0, 3.0, 4.0, 5.0, 6.0)
+
+
+def max_move_rows(table: dict) -> list[dict]:
+    """The refiner's ``max_move_mm`` (the farthest move kept) at each of :data:`MAX_MOVES`, replayed on the table: a
+    move over the limit keeps the first stage's point (``coarse_error_mm``). The table was made at the shipped 6 mm,
+    so moves rejected there are rejected at every limit here (their refined error is not in the table)."""
+    misses = table["error_mm"] > MISS_MM
+    rows = []
+    for limit in MAX_MOVES:
+        rejected = (table["refine_rejected"] > 0) | (table["proposed_move_mm"] > limit)
+        error = np.where(rejected, table["coarse_error_mm"], table["error_mm"])
+        rows.append(
+            {
+                "max_move_mm": limit,
+                "rejected": float(rejected.mean()),
+                "mre_mm": float(error.mean()),
+                "over_5mm": int((error > MISS_MM).sum()),
+                "misses_at_6mm": int(misses.sum()),
+            }
+        )
+    return rows
+
+
+def choose_max_move(rows: list[dict]) -> dict:
+    """The limit with the fewest landmarks over 5 mm, then the smallest MRE, then the largest limit (the refiner's
+    training range)."""
+    return min(rows, key=lambda r: (r["over_5mm"], round(r["mre_mm"], 3), -r["max_move_mm"]))
+
+
+def markdown(
+    table: dict, radii: list[dict], radius_choice: dict, risks: list[dict], risk_choice: dict, reviews, moves
+) -> str:
     folds = sorted(set(table["fold"].tolist()))
     images = len(set(table["image"].tolist()))
     lines = [
@@ -304,6 +338,24 @@ def markdown(table: dict, radii: list[dict], radius_choice: dict, risks: list[di
             f"| {r['review']} | {_percent(r['flagged'])} | {r['caught']} of {r['misses']} "
             f"({_percent(low)} to {_percent(high)}) | {_percent(r['most_flagged_type'])} |"
         )
+    move_choice = choose_max_move(moves)
+    lines += [
+        "",
+        "## The refiner's largest move",
+        "",
+        "Replayed on the table: a move over the limit keeps the first stage's point. Moves the shipped 6 mm rejected "
+        "stay rejected (their refined point is not in the table), so only limits up to 6 mm can be judged.",
+        "",
+        "| max_move_mm | rejected | MRE (mm) | landmarks > 5 mm |",
+        "|---|---|---|---|",
+    ]
+    for r in moves:
+        lines.append(f"| {r['max_move_mm']:g} | {_percent(r['rejected'])} | {r['mre_mm']:.3f} | {r['over_5mm']} |")
+    lines += [
+        "",
+        "Chosen (fewest landmarks over 5 mm, then the smallest MRE, then the largest limit): "
+        f"**{move_choice['max_move_mm']:g} mm** (the config's `max_offset_mm`).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -351,9 +403,10 @@ def main(argv=None) -> None:
         risk_choice["penalty"], BUDGET,
     )  # fmt: skip
     reviews = review_rows(table, radius, risk_flags)
+    moves = max_move_rows(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(markdown(table, radii, radius_choice, risks, risk_choice, reviews))
-    summary = {"radii": radius_choice, "risk": risk_choice, "review": reviews}
+    args.out.write_text(markdown(table, radii, radius_choice, risks, risk_choice, reviews, moves))
+    summary = {"radii": radius_choice, "risk": risk_choice, "review": reviews, "max_move": choose_max_move(moves)}
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))
     if args.write is not None:

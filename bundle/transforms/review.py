@@ -185,7 +185,10 @@ class ReviewRiskd(MapTransform):
             )
         except (FileNotFoundError, LookupError) as e:
             if not self._warned:
-                logger.warning(f"{e} No landmark is flagged for its risk of a miss (README, 'The review').")
+                logger.warning(
+                    f"{e} No landmark is flagged for its risk of a miss: fit one on out-of-fold rows "
+                    "(python -m experiments.trust_study --write <the weights' folder>)."
+                )
                 self._warned = True
             return None
 

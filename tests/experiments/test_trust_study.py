@@ -12,11 +12,13 @@ from bundle.uncertainty import ErrorCalibration, MissRisk
 from experiments.crossfit import COLUMNS, write_table
 from experiments.trust_study import (
     choose_radii,
+    choose_max_move,
     choose_risk,
     cross_fitted_radii,
     cross_fitted_risk,
     load_table,
     main,
+    max_move_rows,
     wilson,
 )
 
@@ -122,3 +124,17 @@ def test_the_study_writes_its_tables_and_the_chosen_files_that_the_pipeline_read
     (table_folder / "fold2.csv").unlink()
     with pytest.raises(ValueError, match="at least two folds"):
         main(["--table", str(table_folder), "--out", str(out)])
+
+
+def test_a_tighter_refiner_limit_is_replayed_as_the_first_stages_point():
+    table = {
+        "error_mm": np.array([0.5, 6.0, 1.0, 7.0]),
+        "coarse_error_mm": np.array([3.0, 1.0, 1.0, 7.0]),
+        "proposed_move_mm": np.array([2.5, 4.5, 0.5, 9.0]),
+        "refine_rejected": np.array([0, 0, 0, 1]),
+    }
+    rows = {r["max_move_mm"]: r for r in max_move_rows(table)}
+    assert rows[6.0]["mre_mm"] == pytest.approx(14.5 / 4) and rows[6.0]["over_5mm"] == 2
+    assert rows[4.0]["mre_mm"] == pytest.approx(9.5 / 4) and rows[4.0]["over_5mm"] == 1  # the 4.5 mm move undone
+    assert rows[2.0]["mre_mm"] == pytest.approx(12.0 / 4) and rows[2.0]["rejected"] == 0.75
+    assert choose_max_move(list(rows.values()))["max_move_mm"] == 4.0  # fewest misses, then MRE, then the largest
