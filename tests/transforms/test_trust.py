@@ -335,7 +335,8 @@ def test_a_landmark_without_its_risk_features_is_reviewed_and_no_risk_file_flags
     d = _risk_data(pred_spread=torch.tensor([0.5, float("nan")] + [0.5] * 6))
     out = ReviewRiskd("pred_landmarks", str(tmp_path / "review_risk.json"))(d)
     assert (
-        np.isnan(out["pred_review_risk"][1]) and out["pred_features_not_finite"].tolist() == [False, True] + [False] * 6
+        torch.isnan(out["pred_review_risk"][1])
+        and out["pred_features_not_finite"].tolist() == [False, True] + [False] * 6
     )
     with caplog.at_level(logging.WARNING):
         none = ReviewRiskd("pred_landmarks", str(tmp_path / "absent.json"))(d)
