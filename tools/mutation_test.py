@@ -51,6 +51,7 @@ TARGETS = {
     "bundle/shape/similarity.py": ["tests/shape"],
     "bundle/shape/model.py": ["tests/shape", "tests/transforms/test_trust.py"],
     "bundle/uncertainty/conformal.py": ["tests/uncertainty", "tests/transforms/test_trust.py"],
+    "bundle/uncertainty/risk.py": ["tests/uncertainty/test_risk.py", "tests/transforms/test_trust.py"],
     "bundle/metrics/trust.py": ["tests/metrics/test_trust.py"],
     "bundle/transforms/plausibility.py": ["tests/transforms/test_trust.py"],
     "bundle/transforms/detector.py": ["tests/transforms/test_trust.py"],
@@ -72,6 +73,20 @@ NAMED = [
         "no tolerance in the SDR comparison",
         "errors[None] <= radii + self.tolerance",
         "errors[None] <= radii",
+    ),
+    (
+        "bundle/uncertainty/conformal.py",
+        "the conformal quantile one rank off",
+        "rank = math.ceil((n + 1) * float(coverage))",
+        "rank = math.ceil(n * float(coverage))",
+    ),
+    (
+        "bundle/transforms/review.py",
+        "the radius's spread and confidence features swapped",
+        'torch.as_tensor(d[f"{self.prefix}spread"], dtype=torch.float64).cpu().numpy(),\n'
+        '                    torch.as_tensor(d[f"{self.prefix}confidence"], dtype=torch.float64).cpu().numpy(),',
+        'torch.as_tensor(d[f"{self.prefix}confidence"], dtype=torch.float64).cpu().numpy(),\n'
+        '                    torch.as_tensor(d[f"{self.prefix}spread"], dtype=torch.float64).cpu().numpy(),',
     ),
 ]
 
