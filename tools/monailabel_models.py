@@ -124,8 +124,9 @@ def _copy_code(folder: Path, root: Path) -> None:
 
 # what inference reads beside model.pt: the refinement stage (refines when present; in a folder of its own, so that
 # MONAI Label, which offers every models/*.pt as the detector's weights, does not offer it), the shape model (the
-# trust checks need it) and the error calibration (radii are null without it)
-COMPANIONS = ("refiner/model.pt", "shape_model.json", "calibration.json")
+# trust checks need it), the error calibration (radii are null without it) and the review's risk (no landmark is
+# flagged for its risk without it)
+COMPANIONS = ("refiner/model.pt", "shape_model.json", "calibration.json", "review_risk.json")
 
 
 def _copy_weights(weights: Path, folder: Path) -> None:

@@ -31,11 +31,11 @@ from bundle.errors import MissingFileError, OutputExistsError
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE_NAME = "coortransformer_landmarks"  # the folder name: MONAI Label reads a task type from it (not "detection")
 # what users of the bundle need: the code, the configs, the scripts they run, the model card, the architecture and
-# the data licence (the studies stay in the repository), the two small data sets the configs use, and the shape model
-# and error calibration, small JSON files beside the weights
+# the data licence (the studies stay in the repository), the two small data sets the configs use, and the shape model,
+# the error calibration and the review's risk, small JSON files beside the weights
 INCLUDE = (
     "LICENSE", "configs", "bundle", "scripts", "docs/README.md", "docs/architecture.md", "docs/data_license.txt",
-    "data/demo", "data/afids", "models/shape_model.json", "models/calibration.json",
+    "data/demo", "data/afids", "models/shape_model.json", "models/calibration.json", "models/review_risk.json",
 )  # fmt: skip
 WEIGHTS = ("models/model.pt", "models/model.ts", "models/refiner/model.pt")
 
@@ -66,6 +66,7 @@ TEST_CASE_2 = [  # inference with the default (cephalometric) config on the demo
         "detector#weights": None,
         "shape_model_file": BUNDLE_ROOT + "/models/shape_model.json",
         "calibration_file": BUNDLE_ROOT + "/models/calibration.json",
+        "review_risk_file": BUNDLE_ROOT + "/models/review_risk.json",
         "dataset_dir": BUNDLE_ROOT + "/data/demo/images",
     }}
 ]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bundle.uncertainty import RAW, MissRisk, risk_features
+from bundle.uncertainty.risk import FEATURES
 
 
 def _raw(n, rng, **overrides):
@@ -143,3 +144,28 @@ def test_a_risk_survives_its_file_beside_another_pipelines(tmp_path):
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(ValueError, match="not a review risk"):
         MissRisk.load(tmp_path / "bad.json", "both_stages")
+
+
+def test_each_feature_has_its_known_value():
+    raw = {
+        "spread_mm": np.array([1.2, 0.0]),
+        "confidence": np.array([0.5, 0.0]),
+        "coarse_spread_mm": np.array([3.0, 2.0]),
+        "coarse_confidence": np.array([0.8, 0.25]),
+        "proposed_move_mm": np.array([0.5, -1.0]),
+        "shape_mahalanobis": np.array([0.3, 4.0]),
+        "candidate_score_1": np.array([0.8, 0.0]),
+        "candidate_score_2": np.array([0.2, 0.1]),
+    }
+    x = risk_features(raw, list(FEATURES))
+    expected = np.array(
+        [
+            [np.log(1.2), -np.log(0.5), np.log(3.0), -np.log(0.8), np.log1p(0.5), np.log1p(0.3), 0.25],
+            [np.log(1e-3), -np.log(1e-3), np.log(2.0), -np.log(0.25), 0.0, np.log1p(4.0), 100.0],
+        ]
+    )  # widths, peaks and the first score floored at 1e-3; a negative move or distance is none
+    np.testing.assert_allclose(x, expected, rtol=1e-12)
+    assert list(FEATURES) == [
+        "wide_heatmap", "weak_peak", "wide_first_heatmap", "weak_first_peak", "refiner_move", "shape_distance",
+        "second_peak",
+    ]  # fmt: skip
