@@ -80,7 +80,9 @@ class LandmarkDetector(torch.nn.Module):
     spacing. The fine image's affine, its ``meta["source_affine"]`` and the grid image's are relabelled with the
     estimate (``"estimated"``), the decoded world keys with them (pixels do not change); if the grid the network would
     then see differs by more than ``spacing_tolerance`` in scale from the one it saw (the assumption fitted the image
-    to the grid), the network runs again on it. The estimate's error is the spread of anatomical size in the
+    to the grid), the network runs again on it, and an answer that is then implausible keeps the assumption (the
+    configuration was judged up to scale: noise or another anatomy can look like a cephalogram at some size, but not
+    when the network sees it at that size). The estimate's error is the spread of anatomical size in the
     training population (about 6 % SD for ISBI 2015's cephalograms, children and adults): a head smaller than the
     population's mean, a child's, is taken for an average one seen at larger pixels, so its spacing comes out larger
     than the true one, and its millimetres too large by the same ratio (the model card measures it).
@@ -96,6 +98,10 @@ class LandmarkDetector(torch.nn.Module):
         retry_implausible: implausible landmarks that make a plausible image try the other views too.
         estimate_spacing: estimate an assumed spacing from the anatomy.
         spacing_tolerance: relative scale change of the grid above which the network runs again.
+        min_peak_to_estimate: the median first-stage heatmap peak below which no spacing is estimated: a configuration
+            judged up to scale is evidence of the anatomy's size only where the network found the anatomy (on noise
+            it draws its prior, an average configuration, with peaks near 0.05; development images' median peaks are
+            0.77 or more: docs/studies/spacing_range.md).
         image_key: where the grid image goes (the post-processing's reference image); pred_key: the logits.
     """
 
@@ -110,6 +116,7 @@ class LandmarkDetector(torch.nn.Module):
         retry_implausible: int = 3,
         estimate_spacing: bool = True,
         spacing_tolerance: float = 0.05,
+        min_peak_to_estimate: float = 0.35,
         image_key: str = "image",
         pred_key: str = "pred",
     ):
@@ -123,7 +130,7 @@ class LandmarkDetector(torch.nn.Module):
         self.weights, self.image_key, self.pred_key = weights, image_key, pred_key
         self.orientations = [o for o in orientations if o != "as_acquired"]
         self.retry_implausible, self.estimate_spacing = int(retry_implausible), bool(estimate_spacing)
-        self.spacing_tolerance = float(spacing_tolerance)
+        self.spacing_tolerance, self.min_peak_to_estimate = float(spacing_tolerance), float(min_peak_to_estimate)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, *S) grid images -> (B, K, *S) logits, with the weights as their file is now."""
@@ -206,6 +213,9 @@ class LandmarkDetector(torch.nn.Module):
         fine = d[fine_key]
         if fine.meta.get("spacing_source") != "assumed" or not d.get("shape_plausible", False):
             return d
+        peaks = torch.as_tensor(d.get("pred_confidence", torch.ones(1)), dtype=torch.float64)
+        if float(peaks.median()) < self.min_peak_to_estimate:  # the network did not find the anatomy: no size to read
+            return d
         factor = self.judge.model.size_mean / float(d["shape_size"])
         if not 0.1 <= factor <= 10.0:  # pixels of 0.01 to 1 mm for an assumed 0.1: no radiograph of this anatomy
             return d
@@ -218,7 +228,10 @@ class LandmarkDetector(torch.nn.Module):
         before = affine_spacing(d[self.image_key].affine, dims) * factor
         after = affine_spacing(grid[self.image_key].affine, dims)
         if float(torch.max(torch.abs(after / before - 1.0))) > self.spacing_tolerance:
-            d = self.pass_on(d, relabelled)
+            again = self.pass_on(d, relabelled)
+            if not again.get("shape_plausible", False):  # judged up to scale, but no anatomy at the estimated size
+                return dict(data)
+            d = again
         else:
             d[self.image_key] = _relabel(d[self.image_key], factor)
             for world_key in WORLD_KEYS:

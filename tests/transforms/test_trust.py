@@ -361,3 +361,22 @@ def test_an_assumed_spacing_is_judged_up_to_scale_and_estimated_while_a_known_on
     out = stage.find_spacing({**d, **judge(d)}, "fine_image")
     assert out["fine_image"].meta["spacing_source"] == "estimated"
     assert float(out["fine_image"].affine[0, 0]) == pytest.approx(0.3 / size_factor, rel=0.01)
+
+
+def test_weak_heatmaps_give_no_spacing_estimate_and_an_implausible_second_look_keeps_the_assumption(model, tmp_path):
+    d, to_grid = _assumed_case(model, tmp_path, size_factor=1.25)
+    stage = _Rerun(to_grid, model)
+    weak = {**d, "pred_confidence": torch.full((8,), 0.05)}  # noise: the network's prior, not the anatomy
+    out = stage.find_spacing(weak, "fine_image")
+    assert out["fine_image"].meta["spacing_source"] == "assumed" and stage.calls == 0
+    at_the_gate = {**d, "pred_confidence": torch.full((8,), 0.35, dtype=torch.float64)}  # the gate is inclusive
+    assert stage.find_spacing(at_the_gate, "fine_image")["fine_image"].meta["spacing_source"] == "estimated"
+
+    class _Implausible(_Rerun):
+        def pass_on(self, d, view):
+            return {**super().pass_on(d, view), "shape_plausible": False}
+
+    again = _Implausible(to_grid, model)
+    out = again.find_spacing(d, "fine_image")
+    assert again.calls == 1 and out["fine_image"] is d["fine_image"]  # the second look failed: the assumption stays
+    assert out["fine_image"].meta["spacing_source"] == "assumed"
