@@ -21,13 +21,13 @@ bundle's own folder, beside this package.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .analysis import MeasurementSet
 from .errors import InputError, MissingFileError
+from .io.files import read_json
 
 __all__ = ["LandmarkSet", "load_landmark_set", "bundled_landmark_set", "LANDMARK_SETS"]
 
@@ -101,10 +101,7 @@ def load_landmark_set(path: str | os.PathLike) -> LandmarkSet:
         path = BUNDLE_FOLDER / path
     if not path.is_file():
         raise MissingFileError(f"the landmark set {path} is missing (configs/landmark_sets/ holds the bundle's sets).")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read the landmark set ({type(e).__name__}: {e}).") from None
+    data = read_json(path, "the landmark set")
     if not isinstance(data, dict):
         raise InputError(f"{path}: a landmark set is a JSON object with 'names', got {type(data).__name__}.")
     unknown = sorted(set(data) - _KEYS)

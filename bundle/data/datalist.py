@@ -8,7 +8,6 @@ TIFF).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ..io import (
     colliding_stems,
     output_paths,
 )
-from ..io.files import refuse_existing
+from ..io.files import read_json, refuse_existing
 
 PATH_KEYS = ("image", "landmarks")
 DATALIST_NAME = "datalist.json"
@@ -38,10 +37,7 @@ def load_datalist(path: str | os.PathLike, key: str = "training", base_dir: str 
         ValueError: the file is not a datalist or has no non-empty list under ``key``.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:  # ValueError: not JSON, or not text at all (UnicodeDecodeError)
-        raise InputError(f"{path}: cannot read the datalist ({type(e).__name__}: {e}).") from None
+    data = read_json(path, "the datalist")
     entries = data.get(key) if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
         raise InputError(

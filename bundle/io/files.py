@@ -1,15 +1,29 @@
-"""The one guard against replacing earlier output, and the one way of writing a file whole."""
+"""The one guard against replacing earlier output, the one way of writing a file whole, and the one way of reading
+a JSON file the bundle keeps (datalists, landmark sets, shape models, calibrations)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from ..errors import OutputExistsError
+from ..errors import InputError, OutputExistsError
 from ..switches import as_bool
 
-__all__ = ["refuse_existing", "write_whole"]
+__all__ = ["read_json", "refuse_existing", "write_whole"]
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """The parsed JSON of the file ``path``; ``what`` names it in the error ("the datalist", "the shape model").
+
+    Raises:
+        ValueError: unreadable, not text or not JSON, naming the file, what it is and why.
+    """
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not text at all (UnicodeDecodeError)
+        raise InputError(f"{path}: cannot read {what} ({type(e).__name__}: {e}).") from None
 
 
 def refuse_existing(

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError, MissingFileError
-from ..io.files import write_whole
+from ..io.files import read_json, write_whole
 from .similarity import Similarity, fit_similarity, fit_similarity_robust, rotation_angle_deg
 
 __all__ = ["ShapeModel", "ShapeFit", "procrustes_align"]
@@ -268,10 +268,7 @@ class ShapeModel:
                 f"the shape model {path} is missing: training writes it (shape_model.json beside model.pt); or run "
                 "without the trust checks, --trust false."
             )
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise InputError(f"{path}: cannot read the shape model ({type(e).__name__}: {e}).") from None
+        data = read_json(path, "the shape model")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise InputError(f"{path}: not a shape model of this bundle (no 'format': {FORMAT!r}).")
         model_k, model_d = len(data["names"]), int(data["spatial_dims"])

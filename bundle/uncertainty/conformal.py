@@ -19,16 +19,14 @@ calibration for point predictions, hence this module. NumPy, float64.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError, MissingFileError
-from ..io.files import write_whole
+from ..errors import InputError
+from .pipeline_file import read_entry, write_entry
 
 __all__ = ["ErrorCalibration", "FEATURES"]
 
@@ -199,14 +197,7 @@ class ErrorCalibration:
     def save(self, path: str | os.PathLike, pipeline: str) -> None:
         """Write this calibration into ``path`` under ``pipeline`` (e.g. ``"both_stages"``), keeping the file's other
         pipelines: the features differ between the pipelines (the refiner's heatmap, or the first stage's)."""
-        path = Path(path)
-        data = {"format": FORMAT, "pipelines": {}}
-        if path.is_file():
-            old = json.loads(path.read_text())
-            if isinstance(old, dict) and old.get("format") == FORMAT:
-                data = old
-        data["pipelines"][str(pipeline)] = self.to_dict()
-        write_whole(path, lambda f: f.write(json.dumps(data, indent=4) + "\n"))  # the model zoo's JSON style
+        write_entry(path, FORMAT, pipeline, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike, pipeline: str, num_landmarks: int | None = None) -> "ErrorCalibration":
@@ -217,18 +208,7 @@ class ErrorCalibration:
             ValueError: not a calibration of this bundle, or one of another landmark count than the network's (naming
                 both).
         """
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"no error calibration at {path}.")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise InputError(f"{path}: cannot read the error calibration ({type(e).__name__}: {e}).") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("pipelines"), dict):
-            raise InputError(f"{path}: not an error calibration of this bundle (format {FORMAT!r}).")
-        entry = data["pipelines"].get(str(pipeline))
-        if entry is None:
-            raise LookupError(f"{path} calibrates {sorted(data['pipelines'])}, not {pipeline!r}.")
+        entry = read_entry(path, FORMAT, pipeline, "error calibration")
         if list(entry.get("features", [])) != list(FEATURES):
             raise InputError(
                 f"{path}: the {pipeline!r} calibration uses features {entry.get('features')}, not {FEATURES}."

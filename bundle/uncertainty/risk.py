@@ -18,16 +18,14 @@ float64. Rows are images x landmarks, flattened; ``raw`` maps the names of :data
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError, MissingFileError
-from ..io.files import write_whole
+from ..errors import InputError
+from .pipeline_file import read_entry, write_entry
 
 __all__ = ["FEATURES", "RAW", "MissRisk", "risk_features"]
 
@@ -247,14 +245,7 @@ class MissRisk:
 
     def save(self, path: str | os.PathLike, pipeline: str) -> None:
         """Write this risk into ``path`` under ``pipeline`` (``"both_stages"``), keeping the file's other pipelines."""
-        path = Path(path)
-        data = {"format": FORMAT, "pipelines": {}}
-        if path.is_file():
-            old = json.loads(path.read_text())
-            if isinstance(old, dict) and old.get("format") == FORMAT:
-                data = old
-        data["pipelines"][str(pipeline)] = self.to_dict()
-        write_whole(path, lambda f: f.write(json.dumps(data, indent=4) + "\n"))
+        write_entry(path, FORMAT, pipeline, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike, pipeline: str, num_landmarks: int | None = None) -> "MissRisk":
@@ -264,18 +255,7 @@ class MissRisk:
             FileNotFoundError: no such file. LookupError: no risk of that pipeline in it. ValueError: not a risk file
                 of this bundle, a broken entry, or per-landmark intercepts of another landmark count.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"no review risk at {path}.")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise InputError(f"{path}: cannot read the review risk ({type(e).__name__}: {e}).") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("pipelines"), dict):
-            raise InputError(f"{path}: not a review risk of this bundle (format {FORMAT!r}).")
-        entry = data["pipelines"].get(str(pipeline))
-        if entry is None:
-            raise LookupError(f"{path} holds risks of {sorted(data['pipelines'])}, not {pipeline!r}.")
+        entry = read_entry(path, FORMAT, pipeline, "review risk")
         try:
             risk = cls(**entry)
         except TypeError as e:

@@ -1,5 +1,7 @@
 """The risk of a miss: known coefficients, the direction of each feature, the budget, the reasons, the file."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -142,8 +144,18 @@ def test_a_risk_survives_its_file_beside_another_pipelines(tmp_path):
     with pytest.raises(FileNotFoundError, match="no review risk"):
         MissRisk.load(tmp_path / "absent.json", "both_stages")
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
-    with pytest.raises(ValueError, match="not a review risk"):
+    with pytest.raises(ValueError, match="not this bundle.s review risk file"):
         MissRisk.load(tmp_path / "bad.json", "both_stages")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read the review risk"):
+        MissRisk.load(tmp_path / "broken.json", "both_stages")
+    entry = json.loads(path.read_text())
+    del entry["pipelines"]["both_stages"]["quantiles"]
+    (tmp_path / "short.json").write_text(json.dumps(entry))
+    with pytest.raises(ValueError, match="a broken review risk"):
+        MissRisk.load(tmp_path / "short.json", "both_stages")
+    risk.save(tmp_path / "bad.json", "both_stages")  # a file of another format is replaced, not merged
+    assert set(json.loads((tmp_path / "bad.json").read_text())["pipelines"]) == {"both_stages"}
 
 
 def test_each_feature_has_its_known_value():
