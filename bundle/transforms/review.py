@@ -43,6 +43,25 @@ REVIEW_REASONS = {
 }
 
 
+class _OptionalFile:
+    """A model file a transform can do without: read through the model-file loader as the file is now
+    (:mod:`bundle.model_files`); None, with one warning saying what is lost, when the file or its pipeline is
+    missing."""
+
+    def __init__(self, path: str | os.PathLike, reader, key: tuple, lost: str):
+        self.path, self.reader, self.key, self.lost = path, reader, key, lost
+        self._warned = False
+
+    def get(self):
+        try:
+            return read_model_file(self.path, self.reader, key=self.key)
+        except (FileNotFoundError, LookupError) as e:
+            if not self._warned:
+                logger.warning(f"{e} {self.lost}")
+                self._warned = True
+            return None
+
+
 class ErrorRadiusd(MapTransform):
     """The radius (mm) within which each landmark's true position lies with probability ``coverage``: conformal
     calibration (:class:`bundle.uncertainty.ErrorCalibration`) of the final heatmap's width and peak
@@ -76,25 +95,20 @@ class ErrorRadiusd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.coverage, self.prefix = float(coverage), prefix
         self.path, self.pipeline, self.num_landmarks = calibration, str(pipeline), num_landmarks
-        self._warned = False
+        self._file = _OptionalFile(
+            calibration,
+            lambda real: ErrorCalibration.load(real, self.pipeline, self.num_landmarks),
+            ("calibration", self.pipeline, num_landmarks),
+            "Error radii will be null: calibrate on images that neither trained nor selected the weights "
+            "(README, 'Calibrate the error radii').",
+        )
         _ = self.calibration  # a bad file or an uncalibrated coverage is an error at once, not at the first image
 
     @property
     def calibration(self) -> ErrorCalibration | None:
         """The calibration as its file is now; None (with a warning, once) when there is none."""
-        try:
-            found = read_model_file(
-                self.path,
-                lambda real: ErrorCalibration.load(real, self.pipeline, self.num_landmarks),
-                key=("calibration", self.pipeline, self.num_landmarks),
-            )
-        except (FileNotFoundError, LookupError) as e:
-            if not self._warned:
-                logger.warning(
-                    f"{e} Error radii will be null: calibrate on images that neither trained nor selected the weights "
-                    "(README, 'Calibrate the error radii')."
-                )
-                self._warned = True
+        found = self._file.get()
+        if found is None:
             return None
         if self.coverage not in found.quantiles:
             calibrated = sorted(found.quantiles)
@@ -171,26 +185,19 @@ class ReviewRiskd(MapTransform):
             raise InputError(f"the review budget must be a fraction in [0, 1], got {budget}.")
         self.path, self.pipeline, self.budget = risk, str(pipeline), float(budget)
         self.num_landmarks, self.prefix = num_landmarks, prefix
-        self._warned = False
+        self._file = _OptionalFile(
+            risk,
+            lambda real: MissRisk.load(real, self.pipeline, self.num_landmarks),
+            ("review_risk", self.pipeline, num_landmarks),
+            "No landmark is flagged for its risk of a miss: fit one on out-of-fold rows "
+            "(python -m experiments.trust_study --write <the weights' folder>).",
+        )
         _ = self.risk  # a broken file is an error at once, not at the first image
 
     @property
     def risk(self) -> MissRisk | None:
         """The risk as its file is now; None (with a warning, once) when there is none."""
-        try:
-            return read_model_file(
-                self.path,
-                lambda real: MissRisk.load(real, self.pipeline, self.num_landmarks),
-                key=("review_risk", self.pipeline, self.num_landmarks),
-            )
-        except (FileNotFoundError, LookupError) as e:
-            if not self._warned:
-                logger.warning(
-                    f"{e} No landmark is flagged for its risk of a miss: fit one on out-of-fold rows "
-                    "(python -m experiments.trust_study --write <the weights' folder>)."
-                )
-                self._warned = True
-            return None
+        return self._file.get()
 
     def raw_features(self, d: Mapping, count: int) -> dict:
         """The risk's raw features (:data:`bundle.uncertainty.RAW`) of the K landmarks in ``d``, (K,) each; NaN where
