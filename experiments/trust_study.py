@@ -414,7 +414,7 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(table, radii, radius_choice, risks, risk_choice, reviews, moves))
     summary = {"radii": radius_choice, "risk": risk_choice, "review": reviews, "max_move": choose_max_move(moves)}
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=4) + "\n")  # the model zoo's JSON style
     print(json.dumps(summary))
     if args.write is not None:
         write_models(table, radius_choice, risk_choice, args.write)

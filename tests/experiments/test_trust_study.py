@@ -11,8 +11,8 @@ import pytest
 from bundle.uncertainty import ErrorCalibration, MissRisk
 from experiments.crossfit import COLUMNS, write_table
 from experiments.trust_study import (
-    choose_radii,
     choose_max_move,
+    choose_radii,
     choose_risk,
     cross_fitted_radii,
     cross_fitted_risk,
