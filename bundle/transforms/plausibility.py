@@ -44,8 +44,10 @@ class PlausibleLandmarksd(MapTransform):
     is moved to where the shape model expects it, so that the refinement stage looks for it there
     (:class:`RefineLandmarksd`); its confidence becomes 0.
 
-    A configuration on an image whose pixel size was assumed (``meta["spacing_source"] == "assumed"``) is judged up to
-    scale: its size is what estimates the spacing (:class:`LandmarkDetector`), not evidence against it.
+    With ``up_to_scale``, a configuration on an image whose pixel size was assumed (``meta["spacing_source"] ==
+    "assumed"``) is judged up to scale: its size is what estimates the spacing (:class:`LandmarkDetector`), not
+    evidence against it. The first stage's judgement does this; the final one does not, so that an image whose
+    spacing stayed assumed (nothing to estimate it from) is judged at that spacing.
 
     Writes ``{prefix}landmarks``, ``{prefix}pixels`` and ``{prefix}confidence`` (the chosen points), and
     ``shape_plausible`` (bool: the configuration as a whole; without ``choose``, a later judgement, of points the
@@ -63,6 +65,7 @@ class PlausibleLandmarksd(MapTransform):
         ref_key: the image the landmarks were decoded on (its affine gives the network's frame).
         noise_mm: the detector's scatter per axis in mm, added to the model's (larger for the first stage).
         choose: choose among candidate peaks; reseek: move still-implausible landmarks to the model's prediction.
+        up_to_scale: judge configurations on images of an assumed spacing up to scale (no size gate).
         prefix: of the decoded keys.
     """
 
@@ -76,6 +79,7 @@ class PlausibleLandmarksd(MapTransform):
         noise_mm: float = 1.0,
         choose: bool = False,
         reseek: bool = False,
+        up_to_scale: bool = False,
         prefix: str = "pred_",
         allow_missing_keys: bool = False,
     ):
@@ -90,7 +94,7 @@ class PlausibleLandmarksd(MapTransform):
         if not noise_mm >= 0:
             raise InputError(f"noise_mm must be >= 0, got {noise_mm}.")
         self.ref_key, self.noise_mm, self.prefix = ref_key, float(noise_mm), prefix
-        self.choose, self.reseek = bool(choose), bool(reseek)
+        self.choose, self.reseek, self.up_to_scale = bool(choose), bool(reseek), bool(up_to_scale)
 
     @property
     def model(self) -> ShapeModel:
@@ -114,7 +118,7 @@ class PlausibleLandmarksd(MapTransform):
         confidence = torch.as_tensor(d[f"{self.prefix}confidence"], dtype=torch.float64).cpu().clone()
         # an assumed pixel size says nothing of the anatomy's size: judge the configuration up to scale, and let the
         # detector estimate the spacing from it (a web export at 0.3 mm/px is a cephalogram, not an implausible one)
-        sized = reference.meta.get("spacing_source") != "assumed"
+        sized = not (self.up_to_scale and reference.meta.get("spacing_source") == "assumed")
         candidates = d.get(f"{self.prefix}candidates") if self.choose else None
         if candidates is not None:
             candidates = torch.as_tensor(candidates, dtype=torch.float64).cpu()

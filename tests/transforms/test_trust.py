@@ -351,9 +351,11 @@ def test_an_assumed_spacing_is_judged_up_to_scale_and_estimated_while_a_known_on
     model, tmp_path, size_factor
 ):
     d, to_grid = _assumed_case(model, tmp_path, size_factor=size_factor)
-    judge = PlausibleLandmarksd("pred_landmarks", model, noise_mm=1.0)
+    judge = PlausibleLandmarksd("pred_landmarks", model, noise_mm=1.0, up_to_scale=True)
     assert d["image"].meta["spacing_source"] == "assumed"  # the grid image carries where its spacing came from
     assert judge(d)["shape_plausible"]  # beyond the 2x size gate, but the size is not known
+    final = PlausibleLandmarksd("pred_landmarks", model, noise_mm=1.0)  # the last judgement: at the spacing it has
+    assert not final(d)["shape_plausible"]  # a spacing that stayed assumed is judged as it stands
     known = d["image"].clone()
     known.meta["spacing_source"] = "given"
     assert not judge({**d, "image": known})["shape_plausible"]  # a known spacing: that size is not this anatomy
